@@ -1,0 +1,49 @@
+# The single entry point: `make demo` and `make test` do everything on a fresh machine.
+# Knobs: PYTHON (interpreter for the venv), VENV (where it lives), PYTEST_ARGS, TAILOR_CACHE.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?= -q
+
+.PHONY: help venv bootstrap lint test unit demo crds clean-cache
+
+help:
+	@echo "make demo         bring up the local control plane + Kafka, install the CRD, keep them running"
+	@echo "make test         bootstrap, lint (ruff, mypy, import-linter), run the whole test suite"
+	@echo "make unit         only the fast pure tests (no Kubernetes, no Kafka)"
+	@echo "make bootstrap    build/fetch etcd, Kubernetes, KWOK, helm, kind and Kafka into the cache"
+	@echo "make crds         regenerate crds/ from the pydantic models"
+	@echo "make clean-cache  delete the bootstrap cache (\$${TAILOR_CACHE:-~/.cache/tailor})"
+
+# Reinstall only when pyproject.toml changes.
+$(BIN)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+venv: $(BIN)/.installed
+
+bootstrap: venv
+	$(BIN)/tailor-localenv bootstrap
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+unit: venv
+	$(BIN)/python -m pytest $(PYTEST_ARGS) tests/unit
+
+test: bootstrap lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: bootstrap
+	$(BIN)/tailor-localenv up --crds crds
+
+crds: venv
+	$(BIN)/python -m tailor_operator.crd_gen crds
+
+clean-cache:
+	rm -rf "$${TAILOR_CACHE:-$${XDG_CACHE_HOME:-$$HOME/.cache}/tailor}"

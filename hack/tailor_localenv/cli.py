@@ -1,0 +1,161 @@
+"""`tailor-localenv`: build the cache, or run the local control plane and Kafka until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import FrameType
+
+from tailor_localenv import bootstrap as bootstrap_mod
+from tailor_localenv import cache
+from tailor_localenv.processes import StartError
+from tailor_localenv.progress import say
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cmd_bootstrap(args: argparse.Namespace) -> int:
+    toolchain = bootstrap_mod.bootstrap(include_optional=not args.skip_optional)
+    say(f"bootstrap complete: cache {cache.cache_root()}")
+    for name, directory in sorted(toolchain.bin_dirs.items()):
+        print(f"{name}\t{directory}")
+    print(f"kafka\t{toolchain.kafka_libs}")
+    return 0
+
+
+def _cmd_verify(_: argparse.Namespace) -> int:
+    toolchain = bootstrap_mod.locate()
+    say(f"every cached binary and jar matches its recorded sha256 ({cache.cache_root()})")
+    for name, directory in sorted(toolchain.bin_dirs.items()):
+        print(f"{name}\t{directory}")
+    return 0
+
+
+def _apply_crds(kubectl: list[str], crd_dir: Path) -> list[str]:
+    files = sorted(crd_dir.glob("*.yaml"))
+    if not files:
+        return []
+    for path in files:
+        subprocess.run(
+            [*kubectl, "apply", "--server-side", "-f", str(path)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+    names = [p.name.removesuffix(".yaml") for p in files]
+    subprocess.run(
+        [
+            *kubectl,
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            *[f"crd/{n}" for n in names],
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return names
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    from tailor_localenv.kafka import KafkaBroker
+    from tailor_localenv.kube import ControlPlane
+
+    toolchain = bootstrap_mod.locate()
+    run_dir = cache.cache_root() / "run"
+    # A previous `up` that was SIGKILLed leaves its data behind; its processes died with it.
+    if run_dir.exists():
+        import shutil
+
+        shutil.rmtree(run_dir)
+    control_plane = ControlPlane(nodes=args.nodes, toolchain=toolchain, run_dir=run_dir / "kube")
+    broker = KafkaBroker(toolchain=toolchain, run_dir=run_dir / "kafka")
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            # The JVM and the control plane start side by side: they share nothing.
+            kafka_started = pool.submit(broker.start)
+            control_plane.start()
+            kafka_started.result()
+        kubectl = control_plane.kubectl_command()
+        crds = _apply_crds(kubectl, args.crds)
+        if crds:
+            say(f"installed CRDs: {', '.join(crds)}")
+        env_file = run_dir / "env.sh"
+        bin_dir = control_plane.binary("kubectl").parent
+        env_file.write_text(
+            f"export KUBECONFIG={shlex.quote(str(control_plane.kubeconfig))}\n"
+            f"export TAILOR_KAFKA_BOOTSTRAP={broker.bootstrap_servers}\n"
+            f"export PATH={shlex.quote(str(bin_dir))}:$PATH\n"
+        )
+        print(
+            "\nThe local environment is up (Ctrl-C stops it and removes its data).\n\n"
+            f"  API server   {control_plane.server}\n"
+            f"  kubeconfig   {control_plane.kubeconfig}\n"
+            f"  Kafka        {broker.bootstrap_servers}\n"
+            f"  logs         {run_dir}/*/logs/\n\n"
+            "In another terminal:\n"
+            f"  source {env_file}\n"
+            "  kubectl get nodes\n"
+            "  kubectl get crd\n" + ("  kubectl explain ppl.spec\n" if crds else ""),
+            flush=True,
+        )
+        while not stop.wait(1.0):
+            dead = [
+                p.name for p in [*control_plane.processes, broker.process] if p and not p.alive()
+            ]
+            if dead:
+                say(f"{', '.join(dead)} exited unexpectedly; stopping (logs in {run_dir})")
+                return 1
+        say("stopping")
+        return 0
+    finally:
+        control_plane.stop()
+        broker.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tailor-localenv", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    boot = sub.add_parser("bootstrap", help="build or verify the control plane and Kafka cache")
+    boot.add_argument(
+        "--skip-optional", action="store_true", help="do not build kind (only Docker users need it)"
+    )
+    boot.set_defaults(func=_cmd_bootstrap)
+    verify = sub.add_parser("verify", help="check the cache against its checksums, build nothing")
+    verify.set_defaults(func=_cmd_verify)
+    up = sub.add_parser("up", help="run the control plane and Kafka until Ctrl-C")
+    up.add_argument("--nodes", type=int, default=2, help="number of KWOK fake nodes (default 2)")
+    up.add_argument(
+        "--crds",
+        type=Path,
+        default=REPO_ROOT / "crds",
+        help="directory of CRD YAML files to install (default: the repo's crds/)",
+    )
+    up.set_defaults(func=_cmd_up)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except bootstrap_mod.BootstrapError as exc:
+        print(f"tailor-localenv: {exc}", file=sys.stderr)
+        return 2
+    except StartError as exc:
+        print(f"tailor-localenv: {exc}", file=sys.stderr)
+        return 1
+    except subprocess.CalledProcessError as exc:
+        print(f"tailor-localenv: {shlex.join(exc.cmd)} failed:\n{exc.stderr}", file=sys.stderr)
+        return 1

@@ -1,0 +1,152 @@
+"""pytest fixtures over the real local environment: ``toolchain``, ``kube`` and ``kafka``.
+
+Session-scoped: one control plane and one broker per test run. When the selected tests need
+both, the broker's JVM starts while the control plane boots. A test that uses a fixture gets the
+matching marker (``kube``/``kafka``) automatically, so ``-m "not kube"`` deselects it; a failing
+test's report carries the tail of every component's log. A missing cache is an error that says
+how to build it, never a skip.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+from collections.abc import Generator, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from tailor_localenv.bootstrap import Toolchain, locate
+from tailor_localenv.kafka import KafkaBroker
+from tailor_localenv.kube import ControlPlane
+
+_ENV = pytest.StashKey["LocalEnvironment"]()
+_FIXTURE_MARKERS = {"kube": "kube", "kafka": "kafka"}
+
+
+@dataclass
+class KubeEnv:
+    """What a test needs to talk to the real API server."""
+
+    control_plane: ControlPlane
+    api: Any  # kubernetes.client.ApiClient
+
+    @property
+    def kubeconfig(self) -> str:
+        return str(self.control_plane.kubeconfig)
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> str:
+        """Run kubectl against this cluster; raises with kubectl's stderr on failure."""
+        result = subprocess.run(
+            [*self.control_plane.kubectl_command(), *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed:\n{result.stderr}")
+        return result.stdout
+
+
+@dataclass
+class LocalEnvironment:
+    needs_kube: bool = False
+    needs_kafka: bool = False
+    toolchain: Toolchain | None = None
+    control_plane: ControlPlane | None = None
+    broker: KafkaBroker | None = None
+    _kafka_future: Future[KafkaBroker] | None = None
+    _pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(max_workers=1))
+
+    def _toolchain(self) -> Toolchain:
+        if self.toolchain is None:
+            self.toolchain = locate()
+        return self.toolchain
+
+    def start_kafka_in_background(self) -> None:
+        if self._kafka_future is None:
+            self.broker = KafkaBroker(toolchain=self._toolchain())
+            self._kafka_future = self._pool.submit(self.broker.start)
+
+    def kafka(self) -> KafkaBroker:
+        self.start_kafka_in_background()
+        assert self._kafka_future is not None
+        return self._kafka_future.result()
+
+    def kube(self) -> ControlPlane:
+        if self.control_plane is None:
+            if self.needs_kafka:
+                self.start_kafka_in_background()
+            self.control_plane = ControlPlane(toolchain=self._toolchain()).start()
+        return self.control_plane
+
+    def logs(self) -> Iterator[tuple[str, str]]:
+        if self.control_plane is not None and self.control_plane.processes:
+            yield "control plane logs", self.control_plane.dump_logs()
+        if self.broker is not None and self.broker.process is not None:
+            yield "kafka log", self.broker.dump_logs()
+
+    def stop(self) -> None:
+        if self.control_plane is not None:
+            self.control_plane.stop()
+        if self._kafka_future is not None:
+            # A broker still starting must finish before it can be stopped.
+            with contextlib.suppress(Exception):
+                self._kafka_future.result()
+        if self.broker is not None:
+            self.broker.stop()
+        self._pool.shutdown()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_ENV] = LocalEnvironment()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    env = config.stash[_ENV]
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        for fixture, marker in _FIXTURE_MARKERS.items():
+            if fixture in fixtures:
+                item.add_marker(marker)
+        env.needs_kube |= "kube" in fixtures
+        env.needs_kafka |= "kafka" in fixtures
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Any, Any]:
+    report = yield
+    if report.failed and _FIXTURE_MARKERS.keys() & set(getattr(item, "fixturenames", ())):
+        for title, text in item.config.stash[_ENV].logs():
+            report.sections.append((title, text))
+    return report
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    config.stash[_ENV].stop()
+
+
+@pytest.fixture(scope="session")
+def toolchain(pytestconfig: pytest.Config) -> Toolchain:
+    """The verified binaries and jars; fails (does not skip) when the cache is not built."""
+    return pytestconfig.stash[_ENV]._toolchain()
+
+
+@pytest.fixture(scope="session")
+def kube(pytestconfig: pytest.Config, toolchain: Toolchain) -> Iterator[KubeEnv]:
+    """A real control plane: etcd, kube-apiserver, controller-manager, scheduler, KWOK nodes."""
+    control_plane = pytestconfig.stash[_ENV].kube()
+    with control_plane.api_client() as api:
+        yield KubeEnv(control_plane=control_plane, api=api)
+
+
+@pytest.fixture(scope="session")
+def kafka(pytestconfig: pytest.Config, toolchain: Toolchain) -> str:
+    """The bootstrap servers of a real Kafka broker (KRaft, transactions enabled)."""
+    return pytestconfig.stash[_ENV].kafka().bootstrap_servers

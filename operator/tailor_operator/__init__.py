@@ -1,0 +1,1 @@
+"""Tailor's Kubernetes operator: the PersonalizationPipeline API, renderers, reconcile loop."""
