@@ -53,6 +53,7 @@ class KafkaBroker:
     port: int = 0
     process: ManagedProcess | None = None
     _owns_run_dir: bool = False
+    _command: list[str] = field(default_factory=list)
 
     @property
     def bootstrap_servers(self) -> str:
@@ -143,11 +144,13 @@ class KafkaBroker:
                 f"kafka storage format failed (exit {formatted.returncode}):\n"
                 f"{formatted.stdout[-2000:]}{formatted.stderr[-2000:]}"
             )
-        self.process = ManagedProcess(
-            "kafka",
-            [java, *jvm, "-cp", classpath, "kafka.Kafka", str(config)],
-            self.run_dir / "logs",
-        ).start()
+        self._command = [java, *jvm, "-cp", classpath, "kafka.Kafka", str(config)]
+        self._launch(started)
+        return self
+
+    def _launch(self, started: float) -> None:
+        assert self.run_dir is not None
+        self.process = ManagedProcess("kafka", self._command, self.run_dir / "logs").start()
         try:
             took = self.process.wait_healthy(
                 self._serves_metadata, START_TIMEOUT, "serving metadata"
@@ -159,6 +162,18 @@ class KafkaBroker:
             f"kafka: broker ready on {self.bootstrap_servers} ({duration(took)}; "
             f"total {duration(time.monotonic() - started)})"
         )
+
+    def halt(self) -> None:
+        """Stop the broker but keep its port, config and data, for restart()."""
+        if self.process is not None:
+            self.process.stop(grace=20.0)
+            self.process = None
+
+    def restart(self) -> KafkaBroker:
+        """Start a halted broker again on the same address with the same data."""
+        if not self._command:
+            raise StartError("restart() needs a broker that was started before")
+        self._launch(time.monotonic())
         return self
 
     def _serves_metadata(self) -> bool:
@@ -169,10 +184,8 @@ class KafkaBroker:
         return bool(metadata.brokers)
 
     def stop(self) -> None:
-        if self.process is not None:
-            # A controlled shutdown of a single node is quick; give it time before SIGKILL.
-            self.process.stop(grace=20.0)
-            self.process = None
+        # A controlled shutdown of a single node is quick; halt() gives it time before SIGKILL.
+        self.halt()
         if self._owns_run_dir and not self.keep_run_dir and self.run_dir is not None:
             shutil.rmtree(self.run_dir, ignore_errors=True)
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import time
-import uuid
 
-import pytest
 from kubernetes import client
+
+from tests.helpers import wait_for
 
 DEPLOYMENT = """\
 apiVersion: apps/v1
@@ -24,25 +23,6 @@ spec:
         image: registry.example/web:1.0
         readinessProbe: {{httpGet: {{path: /readyz, port: 8080}}}}
 """
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.25):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
-
-
-@pytest.fixture
-def namespace(kube):
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    client.CoreV1Api(kube.api).create_namespace({"metadata": {"name": name}})
-    yield name
-    client.CoreV1Api(kube.api).delete_namespace(name)
 
 
 def test_server_reports_the_pinned_version(kube, toolchain):
