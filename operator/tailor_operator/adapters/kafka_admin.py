@@ -1,0 +1,169 @@
+"""Kafka topics through the admin API: describe, create, grow, align configs, delete."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Mapping
+from concurrent.futures import Future
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    ConfigSource,
+    NewPartitions,
+    NewTopic,
+    ResourceType,
+)
+
+from tailor_operator.render.topics import DesiredTopic
+from tailor_operator.topic_plan import ActualTopic, TopicPlan
+
+TIMEOUT_S = 10.0
+_log = logging.getLogger("tailor.kafka")
+
+
+class KafkaUnavailable(Exception):
+    """The cluster did not answer: retry later, change nothing."""
+
+
+class TopicOperationFailed(Exception):
+    """Kafka refused an operation; the message is Kafka's own reason."""
+
+
+def _kafka_reason(exc: BaseException) -> str:
+    if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
+        error: KafkaError = exc.args[0]
+        return f"{error.name()}: {error.str()}"
+    return str(exc)
+
+
+def _unreachable(exc: BaseException) -> bool:
+    if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
+        return bool(
+            exc.args[0].code()
+            in (KafkaError._TRANSPORT, KafkaError._TIMED_OUT, KafkaError._ALL_BROKERS_DOWN)
+        )
+    return False
+
+
+def _wait(futures: Mapping[Any, Future[Any]], what: str) -> list[str]:
+    """Wait for every future; return Kafka's reason for each one that failed."""
+    failures = []
+    for key, future in futures.items():
+        try:
+            future.result(timeout=TIMEOUT_S)
+        except Exception as exc:
+            if _unreachable(exc):
+                raise KafkaUnavailable(f"{what} {key}: {_kafka_reason(exc)}") from exc
+            failures.append(f"{what} {getattr(key, 'name', key)}: {_kafka_reason(exc)}")
+    return failures
+
+
+class KafkaAdmin:
+    """One admin connection to one Kafka cluster."""
+
+    def __init__(self, config: Mapping[str, str]) -> None:
+        self._admin = AdminClient(
+            {
+                **config,
+                "socket.timeout.ms": 10000,
+                "socket.connection.setup.timeout.ms": 5000,
+                "reconnect.backoff.max.ms": 10000,
+                "logger": _log,
+            }
+        )
+
+    def describe(self, names: Iterable[str]) -> dict[str, ActualTopic]:
+        """The topics among ``names`` that exist, with partitions, RF and topic-level configs."""
+        try:
+            metadata = self._admin.list_topics(timeout=TIMEOUT_S)
+        except KafkaException as exc:
+            raise KafkaUnavailable(f"cannot list topics: {_kafka_reason(exc)}") from exc
+        present = [n for n in names if n in metadata.topics and not metadata.topics[n].error]
+        if not present:
+            return {}
+        resources = [ConfigResource(ResourceType.TOPIC, n) for n in present]
+        configs: dict[str, dict[str, str]] = {}
+        for resource, future in self._admin.describe_configs(resources).items():
+            try:
+                entries = future.result(timeout=TIMEOUT_S)
+            except Exception as exc:
+                if _unreachable(exc):
+                    raise KafkaUnavailable(_kafka_reason(exc)) from exc
+                raise TopicOperationFailed(
+                    f"describe configs of {resource.name}: {_kafka_reason(exc)}"
+                ) from exc
+            configs[resource.name] = {
+                name: entry.value
+                for name, entry in entries.items()
+                if entry.source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+            }
+        topics = {}
+        for name in present:
+            partitions = metadata.topics[name].partitions
+            rf = len(next(iter(partitions.values())).replicas) if partitions else 0
+            topics[name] = ActualTopic(name, len(partitions), rf, configs.get(name, {}))
+        return topics
+
+    def execute(self, plan: TopicPlan) -> list[str]:
+        """Carry out a plan; returns Kafka's reasons for what it refused (the rest is done)."""
+        failures: list[str] = []
+        if plan.create:
+            new = [_new_topic(t) for t in plan.create]
+            failures += _wait(self._admin.create_topics(new, request_timeout=TIMEOUT_S), "create")
+        if plan.add_partitions:
+            grow = [NewPartitions(name, total) for name, total in plan.add_partitions.items()]
+            futures = self._admin.create_partitions(grow, request_timeout=TIMEOUT_S)
+            failures += _wait(futures, "add partitions to")
+        if plan.alter_configs:
+            resources = [
+                ConfigResource(
+                    ResourceType.TOPIC,
+                    name,
+                    incremental_configs=[
+                        ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
+                        for k, v in sorted(changes.items())
+                    ],
+                )
+                for name, changes in plan.alter_configs.items()
+            ]
+            futures = self._admin.incremental_alter_configs(resources)
+            failures += _wait(futures, "alter configs of")
+        return failures
+
+    def delete(self, names: list[str]) -> list[str]:
+        """Delete topics; a topic already gone is not a failure."""
+        futures = self._admin.delete_topics(names, operation_timeout=TIMEOUT_S)
+        failures = _wait(futures, "delete")
+        return [f for f in failures if "UNKNOWN_TOPIC_OR_PART" not in f]
+
+
+def _new_topic(topic: DesiredTopic) -> NewTopic:
+    # -1 lets the broker apply num.partitions / default.replication.factor (KIP-464).
+    return NewTopic(
+        topic.name,
+        num_partitions=topic.partitions or -1,
+        replication_factor=topic.replication_factor or -1,
+        config=dict(topic.config),
+    )
+
+
+class KafkaAdmins:
+    """Admin clients by cluster settings, created once and shared by every pipeline."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._admins: dict[tuple[tuple[str, str], ...], KafkaAdmin] = {}
+
+    def get(self, config: Mapping[str, str]) -> KafkaAdmin:
+        key = tuple(sorted(config.items()))
+        with self._lock:
+            admin = self._admins.get(key)
+            if admin is None:
+                admin = self._admins[key] = KafkaAdmin(config)
+            return admin

@@ -1,0 +1,141 @@
+"""The Kubernetes API: one server-side-apply path for every child, reads, deletes, status."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from tailor_operator import api, naming
+from tailor_operator.render import Child
+from tailor_operator.resource import Pipeline
+
+# kind -> (path prefix, plural); the children are all namespaced.
+_PATHS = {
+    ("v1", "ConfigMap"): ("/api/v1", "configmaps"),
+    ("v1", "Service"): ("/api/v1", "services"),
+    ("apps/v1", "Deployment"): ("/apis/apps/v1", "deployments"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): (
+        "/apis/autoscaling/v2",
+        "horizontalpodautoscalers",
+    ),
+    ("policy/v1", "PodDisruptionBudget"): ("/apis/policy/v1", "poddisruptionbudgets"),
+}
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What one apply did: the object as stored, and whether it was created or changed."""
+
+    object: dict[str, Any]
+    created: bool
+    changed: bool
+
+
+class KubeAdapter:
+    """Thread-safe: the kubernetes client is synchronous, so callers run it in threads."""
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self._api = api_client
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: list[tuple[str, str]] | None = None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any] | None:
+        """One request; None for 404, ApiException for any other failure."""
+        _, url, headers, _, _ = self._api.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=query or [],
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            auth_settings=["BearerToken"],
+        )
+        response = self._api.call_api(
+            method,
+            url,
+            header_params=headers,
+            # The client JSON-encodes dict bodies for every JSON and YAML content type.
+            body=body,
+            _request_timeout=30,
+        )
+        data = response.read()
+        if response.status == 404:
+            return None
+        if not 200 <= response.status < 300:
+            raise ApiException(http_resp=response)
+        return json.loads(data) if data else {}
+
+    def _path(self, child: Child, namespace: str) -> str:
+        prefix, plural = _PATHS[(child.api_version, child.kind)]
+        return f"{prefix}/namespaces/{namespace}/{plural}/{child.name}"
+
+    def get(self, child: Child, namespace: str) -> dict[str, Any] | None:
+        return self._call("GET", self._path(child, namespace))
+
+    def apply(self, pipeline: Pipeline, child: Child) -> Applied:
+        """Server-side apply under Tailor's field manager, owned by the pipeline."""
+        assert child.manifest is not None
+        manifest = copy.deepcopy(child.manifest)
+        meta = manifest.setdefault("metadata", {})
+        meta["namespace"] = pipeline.namespace
+        meta["ownerReferences"] = [pipeline.owner_reference()]
+        path = self._path(child, pipeline.namespace)
+        before = self._call("GET", path)
+        after = self._call(
+            "PATCH",
+            path,
+            body=manifest,
+            query=[("fieldManager", naming.FIELD_MANAGER), ("force", "true")],
+            content_type="application/apply-patch+yaml",
+        )
+        assert after is not None
+        old_version = before["metadata"]["resourceVersion"] if before else None
+        return Applied(
+            object=after,
+            created=before is None,
+            changed=old_version != after["metadata"]["resourceVersion"],
+        )
+
+    def delete_if_owned(self, pipeline: Pipeline, child: Child) -> bool:
+        """Delete a child that must not exist, but only if this pipeline owns it."""
+        path = self._path(child, pipeline.namespace)
+        current = self._call("GET", path)
+        if current is None:
+            return False
+        owners = current["metadata"].get("ownerReferences") or []
+        if not any(o.get("uid") == pipeline.uid for o in owners):
+            return False
+        self._call("DELETE", path, body={"propagationPolicy": "Background"})
+        return True
+
+    # --- the pipeline itself ----------------------------------------------------------------
+
+    def _pipeline_path(self, namespace: str, name: str) -> str:
+        return f"/apis/{api.GROUP}/{api.VERSION}/namespaces/{namespace}/{api.PLURAL}/{name}"
+
+    def get_pipeline(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._call("GET", self._pipeline_path(namespace, name))
+
+    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        self._call(
+            "PATCH",
+            self._pipeline_path(namespace, name) + "/status",
+            body={"status": status},
+            content_type="application/merge-patch+json",
+        )
+
+    def read_secret(self, namespace: str, name: str) -> dict[str, str]:
+        """The decoded data of a Secret; empty when it does not exist."""
+        secret = self._call("GET", f"/api/v1/namespaces/{namespace}/secrets/{name}")
+        if secret is None:
+            return {}
+        return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}

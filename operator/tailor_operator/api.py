@@ -1,0 +1,461 @@
+"""The PersonalizationPipeline API (tailor.dev/v1alpha1): the one source of the CRD schema.
+
+Every field has a description (it becomes `kubectl explain`), camelCase aliases match the
+YAML, and validation that needs the whole object or its previous version is a CEL rule
+(``x-kubernetes-validations``) evaluated by the API server, before the operator sees it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+GROUP = "tailor.dev"
+VERSION = "v1alpha1"
+KIND = "PersonalizationPipeline"
+PLURAL = "personalizationpipelines"
+SINGULAR = "personalizationpipeline"
+SHORT_NAMES = ("ppl",)
+API_VERSION = f"{GROUP}/{VERSION}"
+# The longest child name, <name>-stream-worker, must stay a 63-character DNS label, and the
+# pods' generated names need room too.
+MAX_NAME_LENGTH = 40
+
+DURATION_PATTERN = r"^[0-9]+(ms|s|m|h|d)$"
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+IntOrString = int | str
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration like ``30m`` (the units of DURATION_PATTERN)."""
+    match = re.fullmatch(r"([0-9]+)(ms|s|m|h|d)", text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a duration like 500ms, 30s, 30m, 12h or 7d")
+    return int(match[1]) * _DURATION_UNITS[match[2]]
+
+
+def _cel(rule: str, message: str, field_path: str | None = None) -> dict[str, Any]:
+    entry: dict[str, Any] = {"rule": rule, "message": message}
+    if field_path:
+        entry["fieldPath"] = field_path
+    return entry
+
+
+class ApiModel(BaseModel):
+    """Base of every API object: camelCase on the wire, unknown fields refused."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+# --- spec: Kafka -----------------------------------------------------------------------------
+
+
+class SecretReference(ApiModel):
+    """A Secret in the pipeline's namespace."""
+
+    name: str = Field(min_length=1, max_length=253, description="Name of the Secret.")
+
+
+class KafkaSpec(ApiModel):
+    """How the operator and the pipeline programs reach Kafka."""
+
+    bootstrap_servers: str = Field(
+        min_length=1,
+        description="Comma-separated host:port list of Kafka brokers, e.g. kafka.kafka.svc:9092.",
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security.protocol of every client Tailor creates."
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism, used with the SASL_* protocols."
+    )
+    auth_secret_ref: SecretReference | None = Field(
+        None,
+        description=(
+            "Secret holding client credentials, never inline in the spec: keys `username` and"
+            " `password` for SASL, `ca.crt` for a private CA with SSL."
+        ),
+    )
+
+
+# --- spec: topics ----------------------------------------------------------------------------
+
+
+class TopicSpec(ApiModel):
+    """One Kafka topic the pipeline owns."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "!has(oldSelf.partitions) || (has(self.partitions) &&"
+                    " self.partitions >= oldSelf.partitions)",
+                    "partitions may only grow: Kafka cannot remove partitions",
+                    ".partitions",
+                ),
+                _cel(
+                    "!has(oldSelf.replicationFactor) || (has(self.replicationFactor) &&"
+                    " self.replicationFactor == oldSelf.replicationFactor)",
+                    "replicationFactor is immutable once set",
+                    ".replicationFactor",
+                ),
+            ]
+        }
+    )
+
+    partitions: int | None = Field(
+        None,
+        ge=1,
+        le=10000,
+        description=(
+            "Number of partitions; may only grow. Unset: the events topic's count for"
+            " profiles and trending, the broker default otherwise."
+        ),
+    )
+    replication_factor: int | None = Field(
+        None,
+        ge=1,
+        le=32,
+        description="Replicas per partition; immutable once set. Unset: the broker default.",
+    )
+    retention_ms: int | None = Field(
+        None,
+        ge=-1,
+        description="retention.ms of the topic (-1: keep forever). Unset: the broker default.",
+    )
+    config: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Further topic configs (e.g. min.insync.replicas). Tailor sets cleanup.policy of"
+            " the compacted topics itself."
+        ),
+    )
+    managed: bool = Field(
+        True,
+        description=(
+            "false: Tailor only uses the topic; it creates it if missing but never aligns its"
+            " config, adds partitions or deletes it."
+        ),
+    )
+
+
+def _topic(description: str) -> Any:
+    return Field(
+        default_factory=TopicSpec,
+        description=description,
+        json_schema_extra={"default": {}},
+    )
+
+
+class TopicsSpec(ApiModel):
+    """The pipeline's Kafka topics, named <namespace>.<pipeline>.<role>."""
+
+    events: TopicSpec = Field(
+        default_factory=lambda: TopicSpec(partitions=12),
+        description=(
+            "Click events from the apps, keyed by user_id; its partitions bound the"
+            " stream workers' parallelism."
+        ),
+        json_schema_extra={"default": {"partitions": 12}},
+    )
+    profiles: TopicSpec = _topic("User profiles (compacted, keyed by user_id).")
+    trending: TopicSpec = _topic("Trending item counts (compacted).")
+    decisions: TopicSpec = _topic("Every decision the scorer served, for online quality.")
+    dead_letter: TopicSpec = _topic("Events that failed validation, with the reason in headers.")
+    deletion_policy: Literal["Retain", "Delete"] = Field(
+        "Retain",
+        description=(
+            "What happens to the topics when the pipeline is deleted: Retain keeps them and"
+            " their data, Delete removes them."
+        ),
+    )
+
+
+# --- spec: features --------------------------------------------------------------------------
+
+DEFAULT_EVENT_WEIGHTS = {"view": 1.0, "click": 2.0, "add_to_cart": 4.0, "purchase": 8.0}
+
+
+class FeaturesSpec(ApiModel):
+    """How the stream worker turns events into a user profile."""
+
+    half_life: Annotated[str, Field(pattern=DURATION_PATTERN)] = Field(
+        "30m", description="Half-life of a user's affinities, e.g. 30m or 7d."
+    )
+    recent_items: int = Field(
+        50, ge=1, le=1000, description="How many recent items each user's profile keeps."
+    )
+    event_weights: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS),
+        description="Weight of each event type in the affinities; other types are ignored.",
+        json_schema_extra={"default": dict(DEFAULT_EVENT_WEIGHTS)},
+    )
+
+
+# --- spec: workloads -------------------------------------------------------------------------
+
+
+class ResourceRequirements(ApiModel):
+    """CPU and memory of each container, as in a Pod spec."""
+
+    requests: dict[str, IntOrString] = Field(
+        default_factory=dict, description="Minimum resources, e.g. {cpu: 500m, memory: 512Mi}."
+    )
+    limits: dict[str, IntOrString] = Field(
+        default_factory=dict, description="Maximum resources, e.g. {memory: 1Gi}."
+    )
+
+
+class AutoscalingSpec(ApiModel):
+    """A HorizontalPodAutoscaler on CPU; when set it owns the replica count."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "self.minReplicas <= self.maxReplicas",
+                    "minReplicas must be less than or equal to maxReplicas",
+                    ".minReplicas",
+                )
+            ]
+        }
+    )
+
+    min_replicas: int = Field(1, ge=1, le=1000, description="Fewest replicas.")
+    max_replicas: int = Field(ge=1, le=1000, description="Most replicas.")
+    target_cpu_utilization: int = Field(
+        70, ge=1, le=100, description="Average CPU utilization (percent of requests) to hold."
+    )
+
+
+class WorkloadSpec(ApiModel):
+    """Common settings of a Deployment Tailor runs."""
+
+    image: str | None = Field(
+        None, description="Container image. Unset: the image matching the operator's version."
+    )
+    replicas: int = Field(2, ge=0, le=1000, description="Replicas when autoscaling is off.")
+    resources: ResourceRequirements | None = Field(
+        None, description="Container resources. Unset: a default sized for a small pipeline."
+    )
+    autoscaling: AutoscalingSpec | None = Field(
+        None, description="Scale on CPU with an HPA instead of a fixed replica count."
+    )
+
+
+class ModelSpec(ApiModel):
+    """A versioned recommendation model artifact."""
+
+    name: str = Field(min_length=1, max_length=63, description="Model family, e.g. item-knn.")
+    version: str = Field(
+        min_length=1, max_length=63, description="Version, e.g. 2026-11-20; shown in status."
+    )
+    uri: str = Field(
+        min_length=1,
+        description="Where the scorer downloads the artifact (https://, http:// or file://).",
+    )
+    sha256: Annotated[str, Field(pattern=r"^[a-f0-9]{64}$")] = Field(
+        description="sha256 of the artifact, 64 lowercase hex characters; verified before use."
+    )
+
+
+class CanarySpec(ApiModel):
+    """How a canary is judged before it is promoted."""
+
+    replicas: int = Field(1, ge=1, le=100, description="Replicas of the canary Deployment.")
+    analysis_minutes: int = Field(
+        10, ge=1, le=1440, description="How long the canary serves beside stable before a verdict."
+    )
+    max_error_rate: float = Field(
+        0.01, ge=0, le=1, description="Highest share of failed requests the canary may have."
+    )
+    max_p99_latency_ms: float = Field(
+        25, gt=0, description="Highest p99 decision latency the canary may have."
+    )
+    min_ctr_ratio: float = Field(
+        0.95, ge=0, description="Lowest canary click-through rate as a fraction of stable's."
+    )
+
+
+class RolloutSpec(ApiModel):
+    """How a new model reaches the scorers."""
+
+    strategy: Literal["Rolling", "Canary"] = Field(
+        "Rolling",
+        description=(
+            "Rolling: replace scorers with zero unavailable. Canary: serve the new model"
+            " beside stable and promote it only when it passes analysis."
+        ),
+    )
+    canary: CanarySpec = Field(
+        default_factory=CanarySpec,
+        description="Canary settings (strategy Canary).",
+        json_schema_extra={"default": {}},
+    )
+    auto_rollback: bool = Field(
+        True, description="Roll back to the previous model when a rollout fails or stalls."
+    )
+    progress_deadline_seconds: int = Field(
+        600, ge=30, description="A rollout not finished after this long counts as failed."
+    )
+
+
+class StreamWorkerSpec(WorkloadSpec):
+    """The stream worker: events in, profiles and trending out, exactly-once."""
+
+    transaction_interval_ms: int = Field(
+        100, ge=1, le=60000, description="Commit a Kafka transaction at least this often."
+    )
+    transaction_max_events: int = Field(
+        5000, ge=1, le=1000000, description="Commit a transaction after this many events."
+    )
+
+
+class ScorerSpec(WorkloadSpec):
+    """The scorer: HTTP decisions from live profiles and the model."""
+
+    replicas: int = Field(2, ge=0, le=1000, description="Replicas when autoscaling is off.")
+    port: int = Field(8080, ge=1024, le=65535, description="HTTP port of the scorer Service.")
+    model: ModelSpec | None = Field(
+        None, description="The model to serve. Unset: rank by trending and popularity only."
+    )
+    rollout: RolloutSpec = Field(
+        default_factory=RolloutSpec,
+        description="How model changes roll out.",
+        json_schema_extra={"default": {}},
+    )
+
+
+class ExplorationSpec(ApiModel):
+    """Exploration of items the model would not pick."""
+
+    epsilon: float = Field(
+        0.05, ge=0, le=1, description="Share of decisions that include one exploratory item."
+    )
+
+
+class DecisionSpec(ApiModel):
+    """Defaults of every decision the scorer makes."""
+
+    default_k: int = Field(
+        10, ge=1, le=500, description="Items returned when a request names no k."
+    )
+    exploration: ExplorationSpec = Field(
+        default_factory=ExplorationSpec,
+        description="Epsilon exploration.",
+        json_schema_extra={"default": {}},
+    )
+    fallback: Literal["trending", "popular"] = Field(
+        "trending", description="What cold-start and unknown users get."
+    )
+
+
+class PipelineSpec(ApiModel):
+    """Desired state of a personalization pipeline."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "!has(self.streamWorker.autoscaling) || !has(self.topics.events.partitions) ||"
+                    " self.streamWorker.autoscaling.maxReplicas <= self.topics.events.partitions",
+                    "streamWorker.autoscaling.maxReplicas must not exceed"
+                    " topics.events.partitions: a worker beyond the partition count idles",
+                    ".streamWorker.autoscaling.maxReplicas",
+                ),
+            ]
+        }
+    )
+
+    suspend: bool = Field(
+        False, description="true: scale workers and scorers to zero, keep topics and state."
+    )
+    kafka: KafkaSpec = Field(description="The Kafka cluster the pipeline runs on.")
+    topics: TopicsSpec = Field(
+        default_factory=TopicsSpec, description="Kafka topics.", json_schema_extra={"default": {}}
+    )
+    features: FeaturesSpec = Field(
+        default_factory=FeaturesSpec,
+        description="Profile features.",
+        json_schema_extra={"default": {}},
+    )
+    stream_worker: StreamWorkerSpec = Field(
+        default_factory=StreamWorkerSpec,
+        description="The stream worker Deployment.",
+        json_schema_extra={"default": {}},
+    )
+    scorer: ScorerSpec = Field(
+        default_factory=ScorerSpec,
+        description="The scorer Deployment and Service.",
+        json_schema_extra={"default": {}},
+    )
+    decision: DecisionSpec = Field(
+        default_factory=DecisionSpec,
+        description="Decision defaults.",
+        json_schema_extra={"default": {}},
+    )
+
+
+# --- status ----------------------------------------------------------------------------------
+
+
+class Condition(ApiModel):
+    """An observation of one aspect of the pipeline (Kubernetes API conventions)."""
+
+    type: str = Field(description="Ready, TopicsReady, StreamWorkerAvailable, and so on.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(description="CamelCase reason for the last transition.")
+    message: str = Field("", description="Human-readable details.")
+    last_transition_time: str = Field(description="When status last changed (RFC 3339).")
+    observed_generation: int = Field(0, description="The generation this was computed from.")
+
+
+class TopicStatus(ApiModel):
+    """What Kafka reports for one topic."""
+
+    name: str = Field(description="Kafka topic name.")
+    partitions: int = Field(0, description="Partitions the topic has.")
+    replication_factor: int = Field(0, description="Replicas per partition.")
+
+
+class WorkloadStatus(ApiModel):
+    """Replica counts of a Deployment."""
+
+    replicas: int = Field(0, description="Desired replicas.")
+    ready_replicas: int = Field(0, description="Ready replicas.")
+
+
+class ModelStatus(ApiModel):
+    """Which model versions serve."""
+
+    active: str | None = Field(None, description="Version the stable scorers serve.")
+    previous: str | None = Field(None, description="Version served before active.")
+    canary: str | None = Field(None, description="Version under canary analysis.")
+    failed: str | None = Field(None, description="Last version that failed its rollout.")
+
+
+class PipelineStatus(ApiModel):
+    """Observed state of a personalization pipeline."""
+
+    observed_generation: int = Field(0, description="The generation last reconciled.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Ready, TopicsReady, StreamWorkerAvailable, ScorerAvailable, Degraded.",
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"],
+        },
+    )
+    topics: dict[str, TopicStatus] = Field(
+        default_factory=dict, description="Topics by role (events, profiles, ...)."
+    )
+    stream_worker: WorkloadStatus | None = Field(None, description="Stream worker replicas.")
+    scorer: WorkloadStatus | None = Field(None, description="Scorer replicas.")
+    model: ModelStatus | None = Field(None, description="Model versions.")
+    scorer_endpoint: str | None = Field(None, description="In-cluster URL of the scorer.")

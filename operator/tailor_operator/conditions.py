@@ -1,0 +1,77 @@
+"""Status conditions per the Kubernetes API conventions, kept by one pure function."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import Literal
+
+from tailor_operator.api import Condition
+
+Status = Literal["True", "False", "Unknown"]
+
+READY = "Ready"
+TOPICS_READY = "TopicsReady"
+STREAM_WORKER_AVAILABLE = "StreamWorkerAvailable"
+SCORER_AVAILABLE = "ScorerAvailable"
+DEGRADED = "Degraded"
+CONDITION_TYPES = (READY, TOPICS_READY, STREAM_WORKER_AVAILABLE, SCORER_AVAILABLE, DEGRADED)
+
+
+class Reason(StrEnum):
+    RECONCILING = "Reconciling"
+    INVALID_SPEC = "InvalidSpec"
+    TOPICS_READY = "TopicsReady"
+    TOPICS_UNMANAGED = "TopicsUnmanaged"
+    KAFKA_UNAVAILABLE = "KafkaUnavailable"
+    TOPIC_ERROR = "TopicError"
+    DEPLOYMENT_AVAILABLE = "DeploymentAvailable"
+    DEPLOYMENT_PROGRESSING = "DeploymentProgressing"
+    DEPLOYMENT_FAILED = "DeploymentFailed"
+    SUSPENDED = "Suspended"
+    ALL_COMPONENTS_READY = "AllComponentsReady"
+    COMPONENTS_NOT_READY = "ComponentsNotReady"
+    AS_EXPECTED = "AsExpected"
+    COMPONENT_FAILING = "ComponentFailing"
+
+
+def now_rfc3339() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def set_condition(
+    conditions: Sequence[Condition],
+    type_: str,
+    status: Status,
+    reason: str,
+    message: str,
+    generation: int,
+    now: str,
+) -> list[Condition]:
+    """Replace one condition, keeping lastTransitionTime unless the status changed."""
+    previous = next((c for c in conditions if c.type == type_), None)
+    transition = now
+    if previous is not None and previous.status == status:
+        transition = previous.last_transition_time
+    updated = Condition(
+        type=type_,
+        status=status,
+        reason=reason,
+        message=message,
+        last_transition_time=transition,
+        observed_generation=generation,
+    )
+    others = [c for c in conditions if c.type != type_]
+    return sorted([*others, updated], key=_order)
+
+
+def _order(condition: Condition) -> tuple[int, str]:
+    try:
+        return CONDITION_TYPES.index(condition.type), condition.type
+    except ValueError:
+        return len(CONDITION_TYPES), condition.type
+
+
+def get(conditions: Sequence[Condition], type_: str) -> Condition | None:
+    return next((c for c in conditions if c.type == type_), None)

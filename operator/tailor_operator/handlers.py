@@ -1,0 +1,144 @@
+"""Kopf glue: wires events on pipelines and their children to the reconcile. No logic here."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any, cast
+
+import kopf
+from kubernetes import client, config
+
+from tailor_operator import api, naming
+from tailor_operator.adapters.kafka_admin import KafkaAdmins, KafkaUnavailable
+from tailor_operator.adapters.kube import KubeAdapter
+from tailor_operator.reconcile import Dependencies, delete_topics
+from tailor_operator.render import Images
+from tailor_operator.runtime import Runtime
+
+VERSION_TAG = os.environ.get("TAILOR_IMAGE_TAG", "0.1.0")
+DEFAULT_IMAGES = Images(
+    stream_worker=os.environ.get(
+        "TAILOR_STREAM_WORKER_IMAGE", f"ghcr.io/tailor-dev/stream-worker:{VERSION_TAG}"
+    ),
+    scorer=os.environ.get("TAILOR_SCORER_IMAGE", f"ghcr.io/tailor-dev/scorer:{VERSION_TAG}"),
+)
+# Deleting topics retries this often before the finalizer is released anyway, so a dead
+# Kafka never strands a namespace in Terminating.
+DELETE_RETRIES = int(os.environ.get("TAILOR_DELETE_RETRIES", "5"))
+RESYNC_SECONDS = float(os.environ.get("TAILOR_RESYNC_SECONDS", "60"))
+
+PIPELINES = (api.GROUP, api.VERSION, api.PLURAL)
+_MANAGED = {"app.kubernetes.io/managed-by": naming.MANAGED_BY}
+
+
+def backoff(retry: int) -> float:
+    """Seconds before retry number ``retry``: 2, 4, 8 ... capped at a minute."""
+    return float(min(60, 2 ** (retry + 1)))
+
+
+def _post_event(body: dict[str, Any], type_: str, reason: str, message: str) -> None:
+    # Kopf reads only apiVersion, kind and metadata: a plain dict serves as a Body.
+    kopf.event(cast(kopf.Body, body), type=type_, reason=reason, message=message)
+
+
+def _api_client() -> client.ApiClient:
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.ApiClient()
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    settings.persistence.finalizer = naming.FINALIZER
+    # Annotations, not status: the status schema is ours, and Kopf's bookkeeping would be
+    # pruned from it.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="tailor.dev")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="tailor.dev", key="last-handled-configuration"
+    )
+    # Kopf's own "Handler succeeded" Events would drown ours.
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    memo.runtime = Runtime(
+        deps=Dependencies(
+            kube=KubeAdapter(_api_client()), kafka_admin=KafkaAdmins().get, images=DEFAULT_IMAGES
+        ),
+        post_event=_post_event,
+    )
+    # A resync catches what no watch reports: a topic deleted or changed in Kafka, Kafka
+    # back after an outage. Not a Kopf timer: those hold a finalizer on every pipeline.
+    memo.runtime.start_resync(RESYNC_SECONDS)
+
+
+@kopf.on.resume(*PIPELINES)
+@kopf.on.create(*PIPELINES)
+@kopf.on.update(*PIPELINES)
+async def reconcile_pipeline(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
+    runtime: Runtime = memo.runtime
+    outcome = await runtime.reconcile_body(dict(body))
+    if outcome.invalid:
+        raise kopf.PermanentError(f"invalid spec: {outcome.invalid}")
+    if outcome.kafka_unavailable:
+        raise kopf.TemporaryError("Kafka did not answer; retrying", delay=backoff(retry))
+
+
+@kopf.on.cleanup()
+async def stop_resync(memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime = memo.runtime
+    runtime.stop()
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=_MANAGED)
+async def child_deployment_changed(
+    namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **_: Any
+) -> None:
+    pipeline = labels.get(naming.PIPELINE_LABEL)
+    if namespace and pipeline:
+        runtime: Runtime = memo.runtime
+        runtime.trigger(namespace, pipeline)
+
+
+def _deletes_topics(spec: kopf.Spec, **_: Any) -> bool:
+    return bool(spec.get("topics", {}).get("deletionPolicy") == "Delete")
+
+
+@kopf.on.delete(*PIPELINES, when=_deletes_topics)
+async def delete_pipeline_topics(
+    body: kopf.Body,
+    annotations: kopf.Annotations,
+    memo: kopf.Memo,
+    retry: int,
+    logger: kopf.Logger,
+    **_: Any,
+) -> None:
+    """Holds the finalizer only while topics are deleted, and never forever."""
+    if annotations.get(naming.RELEASE_FINALIZER_ANNOTATION, "").lower() == "true":
+        kopf.warn(
+            body,
+            reason="FinalizerReleased",
+            message=f"{naming.RELEASE_FINALIZER_ANNOTATION} is set: topics left in Kafka",
+        )
+        return
+    runtime: Runtime = memo.runtime
+    try:
+        failures = await asyncio.to_thread(delete_topics, dict(body), runtime.deps)
+    except KafkaUnavailable as exc:
+        failures = [str(exc)]
+    if not failures:
+        kopf.info(body, reason="TopicsDeleted", message="Deleted the pipeline's Kafka topics")
+        return
+    if retry + 1 >= DELETE_RETRIES:
+        kopf.warn(
+            body,
+            reason="TopicDeletionAbandoned",
+            message=f"Gave up deleting topics after {retry + 1} attempts, they remain in"
+            f" Kafka: {'; '.join(failures)}",
+        )
+        return
+    logger.warning("Deleting topics failed (attempt %d): %s", retry + 1, failures)
+    raise kopf.TemporaryError("; ".join(failures), delay=backoff(retry))

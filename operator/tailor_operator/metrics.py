@@ -1,0 +1,15 @@
+"""Prometheus metrics of the operator (served on --metrics-port)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+RECONCILES = Counter("tailor_reconciles_total", "Reconciles of a pipeline, by result.", ["result"])
+RECONCILE_SECONDS = Histogram(
+    "tailor_reconcile_duration_seconds",
+    "Wall time of one reconcile.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+TOPIC_OPERATIONS = Counter(
+    "tailor_topic_operations_total", "Kafka topic operations, by kind.", ["operation"]
+)

@@ -1,0 +1,348 @@
+"""One level-triggered reconcile: parse, render, apply, observe, compute status.
+
+It reads top to bottom and never branches on why it was called (create, update, resume,
+a child's change, a timer): the same spec always leads to the same world.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pydantic
+
+from tailor_operator import api, conditions, naming, topic_plan
+from tailor_operator.adapters.kafka_admin import (
+    KafkaAdmin,
+    KafkaUnavailable,
+    TopicOperationFailed,
+)
+from tailor_operator.adapters.kube import KubeAdapter
+from tailor_operator.conditions import Reason
+from tailor_operator.render import Child, Images, desired_children, desired_topics
+from tailor_operator.resource import Pipeline
+from tailor_pipeline.settings import KafkaSettings
+
+EventType = Literal["Normal", "Warning"]
+
+
+@dataclass(frozen=True)
+class Event:
+    type: EventType
+    reason: str
+    message: str
+
+
+@dataclass
+class Outcome:
+    """What a reconcile decided; the handler layer writes it."""
+
+    status: dict[str, Any] | None
+    events: list[Event] = field(default_factory=list)
+    # Kafka did not answer: reconcile again later with backoff.
+    kafka_unavailable: bool = False
+    invalid: str | None = None
+    topic_operations: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Dependencies:
+    kube: KubeAdapter
+    kafka_admin: Callable[[Mapping[str, str]], KafkaAdmin]
+    images: Images
+    now: Callable[[], str] = conditions.now_rfc3339
+
+
+def kafka_client_config(pipeline: Pipeline, kube: KubeAdapter) -> dict[str, str]:
+    """The operator's own admin-client settings, with credentials read from the Secret."""
+    kafka = pipeline.spec.kafka
+    secret: dict[str, str] = {}
+    if kafka.auth_secret_ref is not None:
+        secret = kube.read_secret(pipeline.namespace, kafka.auth_secret_ref.name)
+    settings = KafkaSettings(
+        bootstrap_servers=kafka.bootstrap_servers,
+        security_protocol=kafka.security_protocol,
+        sasl_mechanism=kafka.sasl_mechanism,
+    )
+    config = settings.client_config(
+        {
+            "TAILOR_KAFKA_USERNAME": secret.get("username", ""),
+            "TAILOR_KAFKA_PASSWORD": secret.get("password", ""),
+        }
+    )
+    if "ca.crt" in secret and kafka.security_protocol.endswith("SSL"):
+        config["ssl.ca.pem"] = secret["ca.crt"]
+    return config
+
+
+@dataclass
+class _TopicsResult:
+    status: Literal["True", "False"]
+    reason: Reason
+    message: str
+    topics: dict[str, api.TopicStatus]
+    unavailable: bool = False
+    operations: dict[str, int] = field(default_factory=dict)
+
+
+def _reconcile_topics(pipeline: Pipeline, deps: Dependencies) -> _TopicsResult:
+    desired = desired_topics(pipeline)
+    try:
+        admin = deps.kafka_admin(kafka_client_config(pipeline, deps.kube))
+        actual = admin.describe([t.name for t in desired])
+        plan = topic_plan.plan_topic_changes(desired, actual)
+        failures = admin.execute(plan) if not plan.empty else []
+        if not plan.empty:
+            actual = admin.describe([t.name for t in desired])
+    except KafkaUnavailable as exc:
+        return _TopicsResult(
+            "False",
+            Reason.KAFKA_UNAVAILABLE,
+            f"Kafka at {pipeline.spec.kafka.bootstrap_servers} did not answer: {exc}",
+            {},
+            unavailable=True,
+        )
+    except TopicOperationFailed as exc:
+        return _TopicsResult("False", Reason.TOPIC_ERROR, str(exc), {})
+    topics: dict[str, api.TopicStatus] = {
+        t.role: api.TopicStatus(
+            name=t.name,
+            partitions=actual[t.name].partitions,
+            replication_factor=actual[t.name].replication_factor,
+        )
+        for t in desired
+        if t.name in actual
+    }
+    operations = {
+        "create": len(plan.create),
+        "add_partitions": len(plan.add_partitions),
+        "alter_configs": len(plan.alter_configs),
+    }
+    missing = [t.name for t in desired if t.name not in actual]
+    if failures or missing:
+        message = "; ".join(failures) or f"missing topics: {', '.join(missing)}"
+        return _TopicsResult("False", Reason.TOPIC_ERROR, message, topics, operations=operations)
+    message = f"{len(topics)} topics ready"
+    if plan.warnings:
+        message += "; " + "; ".join(plan.warnings)
+    reason = Reason.TOPICS_UNMANAGED if pipeline.topics_unmanaged else Reason.TOPICS_READY
+    return _TopicsResult("True", reason, message, topics, operations=operations)
+
+
+@dataclass(frozen=True)
+class _Availability:
+    status: Literal["True", "False"]
+    reason: Reason
+    message: str
+    failing: bool
+    replicas: int
+    ready: int
+
+
+def deployment_availability(deployment: Mapping[str, Any] | None) -> _Availability:
+    """Is a Deployment fully rolled out and ready? Pure, from the stored object."""
+    if deployment is None:
+        return _Availability("False", Reason.DEPLOYMENT_PROGRESSING, "not created yet", False, 0, 0)
+    spec = deployment.get("spec", {})
+    status = deployment.get("status", {})
+    desired = int(spec.get("replicas", 1))
+    ready = int(status.get("readyReplicas", 0))
+    updated = int(status.get("updatedReplicas", 0))
+    available = int(status.get("availableReplicas", 0))
+    by_type = {c["type"]: c for c in status.get("conditions", [])}
+    progressing = by_type.get("Progressing", {})
+    if progressing.get("reason") == "ProgressDeadlineExceeded":
+        return _Availability(
+            "False",
+            Reason.DEPLOYMENT_FAILED,
+            progressing.get("message", "progress deadline exceeded"),
+            True,
+            desired,
+            ready,
+        )
+    if desired == 0:
+        return _Availability("True", Reason.SUSPENDED, "scaled to zero", False, 0, 0)
+    current = status.get("observedGeneration", 0) >= deployment["metadata"].get("generation", 0)
+    if current and updated >= desired and available >= desired and ready >= desired:
+        return _Availability(
+            "True",
+            Reason.DEPLOYMENT_AVAILABLE,
+            f"{ready}/{desired} replicas ready",
+            False,
+            desired,
+            ready,
+        )
+    return _Availability(
+        "False",
+        Reason.DEPLOYMENT_PROGRESSING,
+        f"{ready}/{desired} replicas ready, {updated} updated",
+        False,
+        desired,
+        ready,
+    )
+
+
+def _apply_children(
+    pipeline: Pipeline, children: list[Child], deps: Dependencies, events: list[Event]
+) -> dict[str, dict[str, Any]]:
+    """Apply or delete every child; returns the stored objects by child key."""
+    stored: dict[str, dict[str, Any]] = {}
+    for child in children:
+        if child.manifest is None:
+            if deps.kube.delete_if_owned(pipeline, child):
+                events.append(Event("Normal", "Deleted", f"Deleted {child.key}"))
+            continue
+        applied = deps.kube.apply(pipeline, child)
+        stored[child.key] = applied.object
+        if applied.created:
+            events.append(Event("Normal", "Created", f"Created {child.key}"))
+    return stored
+
+
+def reconcile(body: Mapping[str, Any], deps: Dependencies) -> Outcome:
+    """Bring the world to the pipeline's spec once; never raises for expected failures."""
+    previous = _previous_status(body)
+    generation = int(body["metadata"].get("generation", 0))
+    now = deps.now()
+    try:
+        pipeline = Pipeline.from_body(body)
+    except pydantic.ValidationError as exc:
+        message = "; ".join(
+            f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        conds = conditions.set_condition(
+            previous.conditions,
+            conditions.READY,
+            "False",
+            Reason.INVALID_SPEC,
+            message,
+            generation,
+            now,
+        )
+        status = previous.model_copy(
+            update={"conditions": conds, "observed_generation": generation}
+        )
+        return Outcome(status=_changed(previous, status), invalid=message)
+
+    events: list[Event] = []
+    topics = _reconcile_topics(pipeline, deps)
+    if topics.status == "False" and not topics.unavailable:
+        events.append(Event("Warning", topics.reason, topics.message))
+    created = sum(topics.operations.values())
+    if created:
+        events.append(Event("Normal", "TopicsReconciled", _describe_operations(topics.operations)))
+
+    stored = _apply_children(pipeline, desired_children(pipeline, deps.images), deps, events)
+    worker = deployment_availability(
+        stored.get(f"Deployment/{naming.stream_worker(pipeline.name)}")
+    )
+    scorer = deployment_availability(stored.get(f"Deployment/{naming.scorer(pipeline.name)}"))
+
+    conds = list(previous.conditions)
+
+    def put(type_: str, status: Literal["True", "False", "Unknown"], reason: str, msg: str) -> None:
+        nonlocal conds
+        conds = conditions.set_condition(conds, type_, status, reason, msg, generation, now)
+
+    put(conditions.TOPICS_READY, topics.status, topics.reason, topics.message)
+    put(conditions.STREAM_WORKER_AVAILABLE, worker.status, worker.reason, worker.message)
+    put(conditions.SCORER_AVAILABLE, scorer.status, scorer.reason, scorer.message)
+    failing = [
+        f"{name}: {a.message}"
+        for name, a in (("stream worker", worker), ("scorer", scorer))
+        if a.failing
+    ]
+    if failing:
+        put(conditions.DEGRADED, "True", Reason.COMPONENT_FAILING, "; ".join(failing))
+    else:
+        put(conditions.DEGRADED, "False", Reason.AS_EXPECTED, "")
+    not_ready = [
+        c.type
+        for c in conds
+        if c.type
+        in (
+            conditions.TOPICS_READY,
+            conditions.STREAM_WORKER_AVAILABLE,
+            conditions.SCORER_AVAILABLE,
+        )
+        and c.status != "True"
+    ]
+    if not_ready:
+        put(
+            conditions.READY,
+            "False",
+            Reason.COMPONENTS_NOT_READY,
+            "waiting for " + ", ".join(not_ready),
+        )
+    else:
+        put(conditions.READY, "True", Reason.ALL_COMPONENTS_READY, "pipeline is serving")
+
+    model = pipeline.spec.scorer.model
+    status = api.PipelineStatus(
+        observed_generation=generation,
+        conditions=conds,
+        topics=topics.topics or previous.topics,
+        stream_worker=api.WorkloadStatus(replicas=worker.replicas, ready_replicas=worker.ready),
+        scorer=api.WorkloadStatus(replicas=scorer.replicas, ready_replicas=scorer.ready),
+        model=_model_status(
+            previous.model, model.version if model else None, scorer.status == "True"
+        ),
+        scorer_endpoint=naming.scorer_endpoint(
+            pipeline.namespace, pipeline.name, pipeline.spec.scorer.port
+        ),
+    )
+    return Outcome(
+        status=_changed(previous, status),
+        events=events,
+        kafka_unavailable=topics.unavailable,
+        topic_operations=topics.operations,
+    )
+
+
+def _model_status(
+    previous: api.ModelStatus | None, version: str | None, rolled_out: bool
+) -> api.ModelStatus | None:
+    """A model becomes active once every scorer serves it (rolling strategy)."""
+    before = previous or api.ModelStatus()
+    if version is None or version == before.active or not rolled_out:
+        return previous
+    return before.model_copy(update={"active": version, "previous": before.active})
+
+
+def _describe_operations(operations: Mapping[str, int]) -> str:
+    parts = [f"{count} {op.replace('_', ' ')}" for op, count in operations.items() if count]
+    return "Kafka topics reconciled: " + ", ".join(parts)
+
+
+def _previous_status(body: Mapping[str, Any]) -> api.PipelineStatus:
+    raw = body.get("status") or {}
+    known = {k: v for k, v in raw.items() if k in _STATUS_ALIASES}
+    try:
+        return api.PipelineStatus.model_validate(known)
+    except pydantic.ValidationError:
+        # A status from an older operator that no longer parses is recomputed from scratch.
+        return api.PipelineStatus()
+
+
+_STATUS_ALIASES = {f.alias or n for n, f in api.PipelineStatus.model_fields.items()}
+
+
+def _changed(previous: api.PipelineStatus, status: api.PipelineStatus) -> dict[str, Any] | None:
+    """The status to write, or None when nothing changed (a resync must not write)."""
+    if status == previous:
+        return None
+    return status.model_dump(mode="json", by_alias=True)
+
+
+def delete_topics(body: Mapping[str, Any], deps: Dependencies) -> list[str]:
+    """On deletion with deletionPolicy Delete: remove the managed topics. Returns Kafka's
+    reasons for what it refused; raises KafkaUnavailable when it did not answer."""
+    pipeline = Pipeline.from_body(body)
+    if pipeline.spec.topics.deletion_policy != "Delete":
+        return []
+    names = [t.name for t in desired_topics(pipeline) if t.managed]
+    if not names:
+        return []
+    admin = deps.kafka_admin(kafka_client_config(pipeline, deps.kube))
+    return admin.delete(names)

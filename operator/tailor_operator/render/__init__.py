@@ -1,0 +1,77 @@
+"""Pure desired state: a pipeline in, the manifests of its children out (no I/O here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tailor_operator.render.config import config_hash, desired_config_map, pipeline_settings
+from tailor_operator.render.topics import DesiredTopic, desired_topics
+from tailor_operator.render.workloads import (
+    Images,
+    desired_hpa,
+    desired_pdb,
+    desired_scorer,
+    desired_scorer_service,
+    desired_stream_worker,
+)
+from tailor_operator.resource import Pipeline
+
+
+@dataclass(frozen=True)
+class Child:
+    """One object the pipeline owns; ``manifest`` None means it must not exist."""
+
+    api_version: str
+    kind: str
+    name: str
+    manifest: dict[str, Any] | None
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+
+def _child(api_version: str, kind: str, name: str, manifest: dict[str, Any] | None) -> Child:
+    return Child(api_version, kind, name, manifest)
+
+
+def desired_children(pipeline: Pipeline, images: Images) -> list[Child]:
+    """Every child kind, in apply order (the ConfigMap before the pods that mount it)."""
+    from tailor_operator import naming
+
+    children = [
+        _child("v1", "ConfigMap", naming.config_map(pipeline.name), desired_config_map(pipeline)),
+        _child(
+            "apps/v1",
+            "Deployment",
+            naming.stream_worker(pipeline.name),
+            desired_stream_worker(pipeline, images),
+        ),
+        _child(
+            "apps/v1", "Deployment", naming.scorer(pipeline.name), desired_scorer(pipeline, images)
+        ),
+        _child("v1", "Service", naming.scorer(pipeline.name), desired_scorer_service(pipeline)),
+    ]
+    for component in ("stream-worker", "scorer"):
+        name = naming.workload(pipeline.name, component)
+        children.append(
+            _child(
+                "autoscaling/v2", "HorizontalPodAutoscaler", name, desired_hpa(pipeline, component)
+            )
+        )
+        children.append(
+            _child("policy/v1", "PodDisruptionBudget", name, desired_pdb(pipeline, component))
+        )
+    return children
+
+
+__all__ = [
+    "Child",
+    "DesiredTopic",
+    "Images",
+    "config_hash",
+    "desired_children",
+    "desired_topics",
+    "pipeline_settings",
+]

@@ -1,0 +1,74 @@
+"""Renders the pipeline programs' runtime configuration and the ConfigMap that carries it."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from tailor_operator import api, naming
+from tailor_operator.resource import Pipeline
+from tailor_pipeline import settings as program
+
+CA_FILE = f"{program.CONFIG_MOUNT}/kafka-ca/ca.crt"
+
+
+def pipeline_settings(pipeline: Pipeline) -> program.PipelineSettings:
+    spec = pipeline.spec
+    kafka = spec.kafka
+    model = spec.scorer.model
+    has_ca = kafka.auth_secret_ref is not None and kafka.security_protocol.endswith("SSL")
+    return program.PipelineSettings(
+        namespace=pipeline.namespace,
+        pipeline=pipeline.name,
+        kafka=program.KafkaSettings(
+            bootstrap_servers=kafka.bootstrap_servers,
+            security_protocol=kafka.security_protocol,
+            sasl_mechanism=kafka.sasl_mechanism,
+            ca_file=CA_FILE if has_ca else None,
+        ),
+        topics=program.TopicNames(
+            events=pipeline.topic_name("events"),
+            profiles=pipeline.topic_name("profiles"),
+            trending=pipeline.topic_name("trending"),
+            decisions=pipeline.topic_name("decisions"),
+            dead_letter=pipeline.topic_name("dead-letter"),
+        ),
+        features=program.FeatureSettings(
+            half_life_s=api.parse_duration(spec.features.half_life),
+            recent_items=spec.features.recent_items,
+            event_weights=dict(spec.features.event_weights),
+        ),
+        worker=program.WorkerSettings(
+            group_id=naming.consumer_group(pipeline.namespace, pipeline.name),
+            transaction_interval_ms=spec.stream_worker.transaction_interval_ms,
+            transaction_max_events=spec.stream_worker.transaction_max_events,
+        ),
+        scorer=program.ScorerSettings(
+            http_port=spec.scorer.port,
+            model=program.ModelRef(**model.model_dump()) if model else None,
+            default_k=spec.decision.default_k,
+            epsilon=spec.decision.exploration.epsilon,
+            fallback=spec.decision.fallback,
+        ),
+    )
+
+
+def config_json(pipeline: Pipeline) -> str:
+    return pipeline_settings(pipeline).model_dump_json(indent=2)
+
+
+def config_hash(pipeline: Pipeline) -> str:
+    """Goes on the pod templates, so a configuration change rolls the pods."""
+    return hashlib.sha256(config_json(pipeline).encode()).hexdigest()[:16]
+
+
+def desired_config_map(pipeline: Pipeline) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": naming.config_map(pipeline.name),
+            "labels": naming.labels(pipeline.name, "config"),
+        },
+        "data": {program.CONFIG_KEY: config_json(pipeline)},
+    }

@@ -1,0 +1,282 @@
+"""Renders the stream-worker and scorer Deployments, the scorer Service, HPAs and PDBs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tailor_operator import api, naming
+from tailor_operator.render.config import config_hash
+from tailor_operator.resource import Pipeline
+from tailor_pipeline import settings as program
+
+WORKER_HTTP_PORT = 8081
+NON_ROOT_UID = 65532
+DEFAULT_RESOURCES = {
+    "stream-worker": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}},
+    "scorer": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
+}
+
+
+@dataclass(frozen=True)
+class Images:
+    """Images used when a pipeline names none: the ones built with this operator."""
+
+    stream_worker: str
+    scorer: str
+
+
+def _workload(pipeline: Pipeline, component: naming.Component) -> api.WorkloadSpec:
+    spec = pipeline.spec
+    return spec.stream_worker if component == "stream-worker" else spec.scorer
+
+
+def _autoscaled(pipeline: Pipeline, component: naming.Component) -> bool:
+    # Suspended pipelines drop their HPAs: an HPA cannot hold a Deployment at zero.
+    return _workload(pipeline, component).autoscaling is not None and not pipeline.spec.suspend
+
+
+def _resources(workload: api.WorkloadSpec, component: naming.Component) -> dict[str, Any]:
+    if workload.resources is None:
+        return DEFAULT_RESOURCES[component]
+    return workload.resources.model_dump(exclude_defaults=True)
+
+
+def _env(pipeline: Pipeline) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [
+        {"name": program.CONFIG_ENV, "value": f"{program.CONFIG_MOUNT}/{program.CONFIG_KEY}"},
+        # Static group membership and logs name the pod, so a restart keeps its partitions.
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+    ]
+    secret = pipeline.spec.kafka.auth_secret_ref
+    if secret is not None and pipeline.spec.kafka.security_protocol.startswith("SASL"):
+        for var, key in (
+            ("TAILOR_KAFKA_USERNAME", "username"),
+            ("TAILOR_KAFKA_PASSWORD", "password"),
+        ):
+            env.append(
+                {"name": var, "valueFrom": {"secretKeyRef": {"name": secret.name, "key": key}}}
+            )
+    return env
+
+
+def _volumes(pipeline: Pipeline) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    volumes: list[dict[str, Any]] = [
+        {"name": "config", "configMap": {"name": naming.config_map(pipeline.name)}},
+        {"name": "tmp", "emptyDir": {}},
+    ]
+    mounts: list[dict[str, Any]] = [
+        {"name": "config", "mountPath": program.CONFIG_MOUNT, "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    kafka = pipeline.spec.kafka
+    if kafka.auth_secret_ref is not None and kafka.security_protocol.endswith("SSL"):
+        volumes.append(
+            {
+                "name": "kafka-ca",
+                "secret": {
+                    "secretName": kafka.auth_secret_ref.name,
+                    "items": [{"key": "ca.crt", "path": "ca.crt"}],
+                    "optional": True,
+                },
+            }
+        )
+        mounts.append(
+            {"name": "kafka-ca", "mountPath": f"{program.CONFIG_MOUNT}/kafka-ca", "readOnly": True}
+        )
+    return volumes, mounts
+
+
+def _probe(path: str, port: str, period: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": port},
+        "periodSeconds": period,
+        "failureThreshold": failures,
+        "timeoutSeconds": 2,
+    }
+
+
+def _deployment(
+    pipeline: Pipeline,
+    component: naming.Component,
+    image: str,
+    args: list[str],
+    port: int,
+    strategy: dict[str, Any],
+) -> dict[str, Any]:
+    workload = _workload(pipeline, component)
+    volumes, mounts = _volumes(pipeline)
+    spec: dict[str, Any] = {
+        "selector": {"matchLabels": naming.selector(pipeline.name, component)},
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": strategy},
+        "revisionHistoryLimit": 5,
+        "template": {
+            "metadata": {
+                "labels": naming.labels(pipeline.name, component),
+                "annotations": {naming.CONFIG_HASH_ANNOTATION: config_hash(pipeline)},
+            },
+            "spec": {
+                "automountServiceAccountToken": False,
+                "terminationGracePeriodSeconds": 30,
+                "securityContext": {
+                    "runAsNonRoot": True,
+                    "runAsUser": NON_ROOT_UID,
+                    "runAsGroup": NON_ROOT_UID,
+                    "fsGroup": NON_ROOT_UID,
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                },
+                "containers": [
+                    {
+                        "name": component,
+                        "image": workload.image or image,
+                        "args": args,
+                        "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
+                        "env": _env(pipeline),
+                        "resources": _resources(workload, component),
+                        "volumeMounts": mounts,
+                        "livenessProbe": _probe("/healthz", "http", 10, 3),
+                        "readinessProbe": _probe("/readyz", "http", 5, 2),
+                        "securityContext": {
+                            "allowPrivilegeEscalation": False,
+                            "readOnlyRootFilesystem": True,
+                            "privileged": False,
+                            "capabilities": {"drop": ["ALL"]},
+                        },
+                    }
+                ],
+                "volumes": volumes,
+            },
+        },
+    }
+    if pipeline.spec.suspend:
+        spec["replicas"] = 0
+    elif not _autoscaled(pipeline, component):
+        # With an HPA the operator leaves replicas alone, so it and the HPA (and a GitOps
+        # tool diffing the spec) never fight over the field.
+        spec["replicas"] = workload.replicas
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": naming.workload(pipeline.name, component),
+            "labels": naming.labels(pipeline.name, component),
+        },
+        "spec": spec,
+    }
+
+
+def desired_stream_worker(pipeline: Pipeline, images: Images) -> dict[str, Any]:
+    return _deployment(
+        pipeline,
+        "stream-worker",
+        images.stream_worker,
+        ["tailor-stream-worker"],
+        WORKER_HTTP_PORT,
+        # No surge: a worker beyond the partition count would only idle, and each restart
+        # hands its partitions over once instead of twice.
+        {"maxSurge": 0, "maxUnavailable": 1},
+    )
+
+
+def desired_scorer(pipeline: Pipeline, images: Images) -> dict[str, Any]:
+    return _deployment(
+        pipeline,
+        "scorer",
+        images.scorer,
+        ["tailor-scorer"],
+        pipeline.spec.scorer.port,
+        # Decisions must keep flowing during a model rollout: never fewer ready scorers.
+        {"maxSurge": 1, "maxUnavailable": 0},
+    )
+
+
+def desired_scorer_service(pipeline: Pipeline) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": naming.scorer(pipeline.name),
+            "labels": naming.labels(pipeline.name, "scorer"),
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "selector": naming.selector(pipeline.name, "scorer"),
+            "ports": [
+                {
+                    "name": "http",
+                    "port": pipeline.spec.scorer.port,
+                    "targetPort": "http",
+                    "protocol": "TCP",
+                }
+            ],
+        },
+    }
+
+
+def _hpa_behavior() -> dict[str, Any]:
+    # Scale up fast on a traffic spike, scale down slowly: a flapping worker count would
+    # rebalance partitions over and over.
+    return {
+        "scaleUp": {
+            "stabilizationWindowSeconds": 0,
+            "selectPolicy": "Max",
+            "policies": [
+                {"type": "Percent", "value": 100, "periodSeconds": 15},
+                {"type": "Pods", "value": 4, "periodSeconds": 15},
+            ],
+        },
+        "scaleDown": {
+            "stabilizationWindowSeconds": 300,
+            "selectPolicy": "Min",
+            "policies": [{"type": "Percent", "value": 50, "periodSeconds": 60}],
+        },
+    }
+
+
+def desired_hpa(pipeline: Pipeline, component: naming.Component) -> dict[str, Any] | None:
+    """None when autoscaling is off or the pipeline is suspended: the HPA must not exist."""
+    autoscaling = _workload(pipeline, component).autoscaling
+    if autoscaling is None or not _autoscaled(pipeline, component):
+        return None
+    target = naming.workload(pipeline.name, component)
+    max_replicas = autoscaling.max_replicas
+    if component == "stream-worker":
+        max_replicas = min(max_replicas, pipeline.spec.topics.events.partitions or max_replicas)
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": target, "labels": naming.labels(pipeline.name, component)},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
+            "minReplicas": min(autoscaling.min_replicas, max_replicas),
+            "maxReplicas": max_replicas,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {
+                            "type": "Utilization",
+                            "averageUtilization": autoscaling.target_cpu_utilization,
+                        },
+                    },
+                }
+            ],
+            "behavior": _hpa_behavior(),
+        },
+    }
+
+
+def desired_pdb(pipeline: Pipeline, component: naming.Component) -> dict[str, Any]:
+    name = naming.workload(pipeline.name, component)
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": name, "labels": naming.labels(pipeline.name, component)},
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": naming.selector(pipeline.name, component)},
+            # Evict crash-looping pods even when the budget is spent, or a drain would hang.
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        },
+    }

@@ -1,0 +1,100 @@
+"""Runtime configuration of the stream worker and the scorer: one typed model, two readers.
+
+The operator renders this model into the pipeline's ConfigMap (key ``pipeline.json``); both
+programs load it from the mounted file. Credentials never appear here: they come from the
+environment (``TAILOR_KAFKA_USERNAME``, ``TAILOR_KAFKA_PASSWORD``), filled from a Secret.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION: Literal[1] = 1
+CONFIG_KEY = "pipeline.json"
+CONFIG_ENV = "TAILOR_CONFIG"
+CONFIG_MOUNT = "/etc/tailor"
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaSettings(_Settings):
+    bootstrap_servers: str
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    ca_file: str | None = None
+
+    def client_config(self, environ: dict[str, str] | None = None) -> dict[str, str]:
+        """librdkafka settings of any client of this cluster, credentials from the environment."""
+        env = os.environ if environ is None else environ
+        config = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+        }
+        if self.security_protocol.startswith("SASL"):
+            config["sasl.mechanism"] = self.sasl_mechanism
+            config["sasl.username"] = env.get("TAILOR_KAFKA_USERNAME", "")
+            config["sasl.password"] = env.get("TAILOR_KAFKA_PASSWORD", "")
+        if self.ca_file and self.security_protocol.endswith("SSL"):
+            config["ssl.ca.location"] = self.ca_file
+        return config
+
+
+class TopicNames(_Settings):
+    events: str
+    profiles: str
+    trending: str
+    decisions: str
+    dead_letter: str
+
+
+class FeatureSettings(_Settings):
+    half_life_s: float = Field(gt=0)
+    recent_items: int = Field(ge=1)
+    event_weights: dict[str, float]
+
+
+class WorkerSettings(_Settings):
+    group_id: str
+    transaction_interval_ms: int = Field(ge=1)
+    transaction_max_events: int = Field(ge=1)
+    http_port: int = 8081
+
+
+class ModelRef(_Settings):
+    name: str
+    version: str
+    uri: str
+    sha256: str
+
+
+class ScorerSettings(_Settings):
+    http_port: int = 8080
+    model: ModelRef | None = None
+    default_k: int = Field(ge=1)
+    epsilon: float = Field(ge=0, le=1)
+    fallback: Literal["trending", "popular"] = "trending"
+
+
+class PipelineSettings(_Settings):
+    """Everything a pipeline program needs to know, rendered by the operator."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    namespace: str
+    pipeline: str
+    kafka: KafkaSettings
+    topics: TopicNames
+    features: FeatureSettings
+    worker: WorkerSettings
+    scorer: ScorerSettings
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> PipelineSettings:
+        """Read the file at ``path``, else at $TAILOR_CONFIG, else the ConfigMap mount."""
+        where = Path(path or os.environ.get(CONFIG_ENV) or f"{CONFIG_MOUNT}/{CONFIG_KEY}")
+        return cls.model_validate_json(where.read_bytes())

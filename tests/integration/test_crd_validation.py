@@ -1,0 +1,119 @@
+"""The API server itself rejects invalid pipelines, naming the field (CRD schema + CEL)."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+import yaml
+
+GOOD = {
+    "apiVersion": "tailor.dev/v1alpha1",
+    "kind": "PersonalizationPipeline",
+    "metadata": {"name": "shop"},
+    "spec": {
+        "kafka": {"bootstrapServers": "kafka:9092"},
+        "topics": {"events": {"partitions": 6, "replicationFactor": 1}},
+        "streamWorker": {"autoscaling": {"minReplicas": 1, "maxReplicas": 6}},
+    },
+}
+
+
+def _apply(kube, namespace: str, manifest: dict) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*kube.control_plane.kubectl_command(), "apply", "-n", namespace, "-f", "-"],
+        input=yaml.safe_dump(manifest),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def _with(path: str, value: object) -> dict:
+    manifest = yaml.safe_load(yaml.safe_dump(GOOD))
+    node = manifest
+    *parents, leaf = path.split(".")
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[leaf] = value
+    return manifest
+
+
+def test_a_valid_pipeline_is_accepted_and_defaulted(kube, crd, namespace):
+    result = _apply(kube, namespace, GOOD)
+    assert result.returncode == 0, result.stderr
+    stored = yaml.safe_load(kube.kubectl("get", "ppl", "shop", "-n", namespace, "-o", "yaml"))
+    spec = stored["spec"]
+    assert spec["topics"]["deletionPolicy"] == "Retain"
+    assert spec["features"] == {
+        "halfLife": "30m",
+        "recentItems": 50,
+        "eventWeights": {"view": 1, "click": 2, "add_to_cart": 4, "purchase": 8},
+    }
+    assert spec["scorer"]["rollout"]["strategy"] == "Rolling"
+    assert spec["streamWorker"]["autoscaling"]["targetCpuUtilization"] == 70
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        (
+            "spec.streamWorker.autoscaling",
+            {"minReplicas": 5, "maxReplicas": 2},
+            "spec.streamWorker.autoscaling.minReplicas: Invalid value"
+            ": minReplicas must be less than or equal to maxReplicas",
+        ),
+        (
+            "spec.streamWorker.autoscaling",
+            {"minReplicas": 1, "maxReplicas": 7},
+            "spec.streamWorker.autoscaling.maxReplicas: Invalid value: "
+            "streamWorker.autoscaling.maxReplicas must not exceed topics.events.partitions",
+        ),
+        (
+            "spec.scorer.model",
+            {"name": "knn", "version": "1", "uri": "file:///m", "sha256": "abc"},
+            "spec.scorer.model.sha256: Invalid value",
+        ),
+        (
+            "spec.topics.deletionPolicy",
+            "Purge",
+            'spec.topics.deletionPolicy: Unsupported value: "Purge"',
+        ),
+        ("spec.kafka.securityProtocol", "TLS", "spec.kafka.securityProtocol: Unsupported value"),
+        ("spec.features.halfLife", "30 minutes", "spec.features.halfLife: Invalid value"),
+        ("spec.streamWorker.replicas", -1, "spec.streamWorker.replicas: Invalid value"),
+        ("spec.scorer.modle", {}, 'unknown field "spec.scorer.modle"'),
+    ],
+)
+def test_an_invalid_pipeline_is_rejected_naming_the_field(
+    kube, crd, namespace, path, value, expected
+):
+    result = _apply(kube, namespace, _with(path, value))
+    assert result.returncode != 0
+    assert expected in result.stderr
+
+
+def test_partitions_may_only_grow_and_replication_factor_is_immutable(kube, crd, namespace):
+    assert _apply(kube, namespace, GOOD).returncode == 0
+
+    grown = _with("spec.topics.events", {"partitions": 8, "replicationFactor": 1})
+    assert _apply(kube, namespace, grown).returncode == 0
+
+    shrunk = _with("spec.topics.events", {"partitions": 4, "replicationFactor": 1})
+    result = _apply(kube, namespace, shrunk)
+    assert result.returncode != 0
+    assert "spec.topics.events.partitions: Invalid value" in result.stderr
+    assert "partitions may only grow" in result.stderr
+
+    new_rf = _with("spec.topics.events", {"partitions": 8, "replicationFactor": 3})
+    result = _apply(kube, namespace, new_rf)
+    assert result.returncode != 0
+    assert "spec.topics.events.replicationFactor: Invalid value" in result.stderr
+    assert "replicationFactor is immutable" in result.stderr
+
+
+def test_kubectl_explain_describes_nested_fields(kube, crd):
+    out = kube.kubectl("explain", "ppl.spec.scorer.rollout")
+    assert "How model changes roll out." in out
+    assert "strategy" in out
+    assert "Rolling: replace scorers with zero unavailable" in out

@@ -1,0 +1,334 @@
+"""The operator, as its own process, against the real API server and the real Kafka broker."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+import yaml
+from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
+
+from tailor_localenv.kafka import KafkaBroker
+from tests.helpers import wait_for
+from tests.integration.conftest import REPO, read_example
+
+ROLES = ("events", "profiles", "trending", "decisions", "dead-letter")
+
+
+def apply(kube, namespace: str, manifest: dict[str, Any]) -> None:
+    kube.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(manifest))
+
+
+def get(kube, namespace: str, what: str, *flags: str) -> dict[str, Any]:
+    return json.loads(kube.kubectl("get", what, "-n", namespace, "-o", "json", *flags))
+
+
+def wait_ready(kube, namespace: str, name: str, timeout: int = 120) -> None:
+    kube.kubectl(
+        "wait", "--for=condition=Ready", f"ppl/{name}", "-n", namespace, f"--timeout={timeout}s"
+    )
+
+
+def condition(kube, namespace: str, name: str, type_: str) -> dict[str, Any]:
+    status = get(kube, namespace, f"ppl/{name}").get("status", {})
+    return next((c for c in status.get("conditions", []) if c["type"] == type_), {})
+
+
+def topics(bootstrap: str) -> dict[str, Any]:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    return admin.list_topics(timeout=10).topics
+
+
+def topic_config(bootstrap: str, name: str) -> dict[str, str]:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    resource = ConfigResource(ResourceType.TOPIC, name)
+    entries = admin.describe_configs([resource])[resource].result(timeout=10)
+    return {k: v.value for k, v in entries.items()}
+
+
+def minimal(kafka: str, **spec_changes: Any) -> dict[str, Any]:
+    manifest = read_example("01-minimal.yaml", kafka)
+    manifest["spec"].update(spec_changes)
+    return manifest
+
+
+@pytest.mark.parametrize("example", sorted(p.name for p in (REPO / "examples").glob("*.yaml")))
+def test_every_example_becomes_ready(kube, kafka, operator, namespace, example):
+    manifest = read_example(example, kafka)
+    name = manifest["metadata"]["name"]
+    operator.start(namespace)
+    apply(kube, namespace, manifest)
+    wait_ready(kube, namespace, name)
+
+    ppl = get(kube, namespace, f"ppl/{name}")
+    status = ppl["status"]
+    assert status["observedGeneration"] == ppl["metadata"]["generation"]
+    assert {c["type"]: c["status"] for c in status["conditions"]} == {
+        "Ready": "True",
+        "TopicsReady": "True",
+        "StreamWorkerAvailable": "True",
+        "ScorerAvailable": "True",
+        "Degraded": "False",
+    }
+    assert status["scorerEndpoint"] == f"http://{name}-scorer.{namespace}.svc:8080"
+
+    in_kafka = topics(kafka)
+    for role in ROLES:
+        topic = f"{namespace}.{name}.{role}"
+        assert topic in in_kafka, f"{topic} was not created"
+        assert status["topics"][role]["name"] == topic
+    events_partitions = manifest["spec"]["topics"]["events"]["partitions"]
+    assert len(in_kafka[f"{namespace}.{name}.events"].partitions) == events_partitions
+    assert len(in_kafka[f"{namespace}.{name}.profiles"].partitions) == events_partitions
+    assert topic_config(kafka, f"{namespace}.{name}.profiles")["cleanup.policy"] == "compact"
+    assert topic_config(kafka, f"{namespace}.{name}.events")["cleanup.policy"] == "delete"
+
+    children = get(kube, namespace, "deployments,services,configmaps,hpa,pdb")["items"]
+    owned = [c for c in children if c["metadata"].get("ownerReferences")]
+    kinds = sorted(f"{c['kind']}/{c['metadata']['name']}" for c in owned)
+    autoscaled = "autoscaling" in manifest["spec"].get("streamWorker", {})
+    expected = [
+        f"ConfigMap/{name}-config",
+        f"Deployment/{name}-scorer",
+        f"Deployment/{name}-stream-worker",
+        *([f"HorizontalPodAutoscaler/{name}-scorer"] if autoscaled else []),
+        *([f"HorizontalPodAutoscaler/{name}-stream-worker"] if autoscaled else []),
+        f"PodDisruptionBudget/{name}-scorer",
+        f"PodDisruptionBudget/{name}-stream-worker",
+        f"Service/{name}-scorer",
+    ]
+    assert kinds == expected
+    for child in owned:
+        labels = child["metadata"]["labels"]
+        assert labels["app.kubernetes.io/managed-by"] == "tailor"
+        assert labels["tailor.dev/pipeline"] == name
+        assert "app.kubernetes.io/instance" not in labels
+        (owner,) = child["metadata"]["ownerReferences"]
+        assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == (
+            "PersonalizationPipeline",
+            name,
+            ppl["metadata"]["uid"],
+            True,
+        )
+
+    events = get(kube, namespace, "events")["items"]
+    reasons = {e["reason"] for e in events if e["involvedObject"]["name"] == name}
+    assert {"Created", "TopicsReconciled"} <= reasons
+
+
+def test_autoscaled_replicas_belong_to_the_hpa(kube, kafka, operator, namespace):
+    operator.start(namespace)
+    manifest = read_example("02-full.yaml", kafka)
+    apply(kube, namespace, manifest)
+    wait_ready(kube, namespace, "frontpage")
+    deployment = get(kube, namespace, "deployment/frontpage-stream-worker", "--show-managed-fields")
+    ours = [m for m in deployment["metadata"]["managedFields"] if m["manager"] == "tailor-operator"]
+    assert ours, "the operator did not apply the Deployment"
+    assert all("f:replicas" not in m["fieldsV1"].get("f:spec", {}) for m in ours)
+    hpa = get(kube, namespace, "hpa/frontpage-stream-worker")
+    assert hpa["spec"]["maxReplicas"] == 12  # capped at the events partitions
+    assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 300
+
+
+def test_updates_are_applied_and_roll_pods_only_on_config_change(kube, kafka, operator, namespace):
+    operator.start(namespace)
+    apply(kube, namespace, minimal(kafka))
+    wait_ready(kube, namespace, "storefront")
+    before = get(kube, namespace, "deployment/storefront-scorer")
+    hash_before = before["spec"]["template"]["metadata"]["annotations"]["tailor.dev/config-hash"]
+
+    manifest = minimal(kafka)
+    manifest["spec"]["topics"]["events"]["partitions"] = 8
+    manifest["spec"]["scorer"] = {"replicas": 3}
+    manifest["spec"]["features"] = {"halfLife": "2h"}
+    apply(kube, namespace, manifest)
+
+    def rolled() -> bool:
+        d = get(kube, namespace, "deployment/storefront-scorer")
+        annotations = d["spec"]["template"]["metadata"]["annotations"]
+        return d["spec"]["replicas"] == 3 and annotations["tailor.dev/config-hash"] != hash_before
+
+    wait_for(rolled, 30, "the scorer to take 3 replicas and the new config hash")
+    config = get(kube, namespace, "configmap/storefront-config")
+    assert json.loads(config["data"]["pipeline.json"])["features"]["half_life_s"] == 7200
+    wait_for(
+        lambda: all(
+            len(topics(kafka)[f"{namespace}.storefront.{role}"].partitions) == 8
+            for role in ("events", "profiles", "trending")
+        ),
+        30,
+        "events, profiles and trending to grow to 8 partitions",
+    )
+    wait_ready(kube, namespace, "storefront")
+
+    # Re-applying the same manifest changes nothing: no spec or status writes.
+    for deployment in ("storefront-scorer", "storefront-stream-worker"):
+        kube.kubectl("rollout", "status", f"deployment/{deployment}", "-n", namespace)
+    time.sleep(2)  # let the last pod transitions reach the pipeline's status
+    before = writes(kube, namespace)
+    apply(kube, namespace, manifest)
+    time.sleep(7)  # more than one resync period of the operator under test
+    assert writes(kube, namespace) == before
+
+
+def writes(kube, namespace: str) -> dict[str, object]:
+    """What changes when anyone writes: the pipeline's resourceVersion, and each child's
+    generation and the time of the operator's last apply."""
+    objects = get(
+        kube, namespace, "deployments,services,configmaps,pdb,ppl", "--show-managed-fields"
+    )["items"]
+    seen: dict[str, object] = {}
+    for obj in objects:
+        meta = obj["metadata"]
+        key = f"{obj['kind']}/{meta['name']}"
+        if obj["kind"] == "PersonalizationPipeline":
+            seen[key] = meta["resourceVersion"]
+        else:
+            applied = [
+                m["time"] for m in meta["managedFields"] if m["manager"] == "tailor-operator"
+            ]
+            seen[key] = (meta.get("generation"), applied)
+    return seen
+
+
+def test_suspend_scales_to_zero_and_keeps_topics(kube, kafka, operator, namespace):
+    operator.start(namespace)
+    manifest = minimal(kafka)
+    manifest["spec"]["scorer"] = {"autoscaling": {"minReplicas": 2, "maxReplicas": 4}}
+    apply(kube, namespace, manifest)
+    wait_ready(kube, namespace, "storefront")
+    assert get(kube, namespace, "hpa")["items"]
+
+    apply(kube, namespace, minimal(kafka, suspend=True, scorer=manifest["spec"]["scorer"]))
+    wait_for(
+        lambda: all(
+            d["spec"]["replicas"] == 0 and not d["status"].get("replicas")
+            for d in get(kube, namespace, "deployments")["items"]
+        ),
+        30,
+        "both Deployments at zero",
+    )
+    assert get(kube, namespace, "hpa")["items"] == []
+    assert f"{namespace}.storefront.events" in topics(kafka)
+
+    apply(kube, namespace, manifest)
+    wait_ready(kube, namespace, "storefront")
+    assert len(get(kube, namespace, "hpa")["items"]) == 1
+
+
+def test_an_impossible_topic_request_reports_kafkas_reason(kube, kafka, operator, namespace):
+    operator.start(namespace)
+    manifest = minimal(kafka)
+    manifest["spec"]["topics"]["events"]["replicationFactor"] = 3
+    apply(kube, namespace, manifest)
+    found = wait_for(
+        lambda: condition(kube, namespace, "storefront", "TopicsReady"),
+        30,
+        "TopicsReady",
+    )
+    assert found["status"] == "False"
+    assert found["reason"] == "TopicError"
+    assert "INVALID_REPLICATION_FACTOR" in found["message"]
+    assert condition(kube, namespace, "storefront", "Ready")["status"] == "False"
+
+
+def test_operator_killed_mid_reconcile_converges_without_duplicates(
+    kube, kafka, operator, namespace
+):
+    first = operator.start(namespace)
+    apply(kube, namespace, read_example("02-full.yaml", kafka))
+    # Kill it as soon as it started writing children, before it could finish.
+    wait_for(lambda: get(kube, namespace, "configmaps,deployments")["items"], 30, "the first child")
+    first.kill()
+    assert not first.alive()
+    operator.start(namespace)
+    wait_ready(kube, namespace, "frontpage")
+    deployments = get(kube, namespace, "deployments")["items"]
+    assert sorted(d["metadata"]["name"] for d in deployments) == [
+        "frontpage-scorer",
+        "frontpage-stream-worker",
+    ]
+    for d in deployments:
+        replica_sets = [
+            rs
+            for rs in get(kube, namespace, "replicasets")["items"]
+            if rs["metadata"]["ownerReferences"][0]["uid"] == d["metadata"]["uid"]
+        ]
+        assert len(replica_sets) == 1, "a restart must not roll the pods"
+
+
+@pytest.mark.parametrize("policy", ["Delete", "Retain"])
+def test_deletion_follows_the_policy(kube, kafka, operator, namespace, policy):
+    operator.start(namespace)
+    manifest = minimal(kafka)
+    manifest["spec"]["topics"]["deletionPolicy"] = policy
+    apply(kube, namespace, manifest)
+    wait_ready(kube, namespace, "storefront")
+    finalizers = get(kube, namespace, "ppl/storefront")["metadata"].get("finalizers", [])
+    assert ("tailor.dev/topics" in finalizers) == (policy == "Delete")
+
+    kube.kubectl("delete", "ppl/storefront", "-n", namespace, "--timeout=60s")
+    names = {f"{namespace}.storefront.{role}" for role in ROLES}
+    if policy == "Delete":
+        wait_for(lambda: not names & set(topics(kafka)), 30, "the topics to be deleted")
+    else:
+        assert names <= set(topics(kafka))
+    wait_for(
+        lambda: (
+            not get(
+                kube, namespace, "deployments,configmaps,services,pdb", "-l", "tailor.dev/pipeline"
+            )["items"]
+        ),
+        60,
+        "garbage collection of the children",
+    )
+
+
+def test_finalizer_is_released_when_kafka_is_gone(kube, operator, namespace):
+    broker = KafkaBroker().start()
+    try:
+        operator.start(namespace)
+        manifest = minimal(broker.bootstrap_servers)
+        manifest["spec"]["topics"]["deletionPolicy"] = "Delete"
+        apply(kube, namespace, manifest)
+        wait_ready(kube, namespace, "storefront")
+        broker.halt()
+        started = time.monotonic()
+        kube.kubectl("delete", "ppl/storefront", "-n", namespace, "--timeout=120s")
+        # Three attempts with 2 s and 4 s backoff, each waiting for Kafka's timeout.
+        assert time.monotonic() - started < 110
+        reasons = {e["reason"] for e in get(kube, namespace, "events")["items"]}
+        assert "TopicDeletionAbandoned" in reasons
+    finally:
+        broker.stop()
+
+
+def test_kafka_outage_shows_in_status_and_heals(kube, operator, namespace):
+    broker = KafkaBroker().start()
+    try:
+        operator.start(namespace, resync_seconds=3)
+        apply(kube, namespace, minimal(broker.bootstrap_servers))
+        wait_ready(kube, namespace, "storefront")
+
+        broker.halt()
+        down = wait_for(
+            lambda: (
+                (c := condition(kube, namespace, "storefront", "TopicsReady"))
+                and c["status"] == "False"
+                and c
+            ),
+            60,
+            "TopicsReady=False",
+        )
+        assert down["reason"] == "KafkaUnavailable"
+        assert broker.bootstrap_servers in down["message"]
+        assert condition(kube, namespace, "storefront", "Ready")["status"] == "False"
+        # Nothing was deleted while Kafka was away.
+        assert len(get(kube, namespace, "deployments")["items"]) == 2
+
+        broker.restart()
+        wait_ready(kube, namespace, "storefront", timeout=90)
+    finally:
+        broker.stop()

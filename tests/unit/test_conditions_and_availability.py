@@ -1,0 +1,64 @@
+"""Conditions follow the API conventions; availability is read from a Deployment object."""
+
+from tailor_operator.conditions import set_condition
+from tailor_operator.reconcile import deployment_availability
+
+
+def test_last_transition_time_moves_only_on_a_status_change() -> None:
+    first = set_condition([], "Ready", "False", "Waiting", "a", 1, "T1")
+    same = set_condition(first, "Ready", "False", "StillWaiting", "b", 2, "T2")
+    assert same[0].last_transition_time == "T1"
+    assert (same[0].reason, same[0].message, same[0].observed_generation) == (
+        "StillWaiting",
+        "b",
+        2,
+    )
+    flipped = set_condition(same, "Ready", "True", "Done", "", 2, "T3")
+    assert flipped[0].last_transition_time == "T3"
+
+
+def test_conditions_keep_a_stable_order() -> None:
+    conds = []
+    for type_ in ("Degraded", "ScorerAvailable", "Ready", "TopicsReady"):
+        conds = set_condition(conds, type_, "True", "R", "", 1, "T")
+    assert [c.type for c in conds] == ["Ready", "TopicsReady", "ScorerAvailable", "Degraded"]
+
+
+def deployment(replicas: int = 2, ready: int = 2, generation: int = 1, observed: int = 1, **cond):
+    return {
+        "metadata": {"generation": generation},
+        "spec": {"replicas": replicas},
+        "status": {
+            "observedGeneration": observed,
+            "readyReplicas": ready,
+            "updatedReplicas": ready,
+            "availableReplicas": ready,
+            "conditions": [{"type": "Progressing", **cond}] if cond else [],
+        },
+    }
+
+
+def test_a_rolled_out_deployment_is_available() -> None:
+    assert deployment_availability(deployment()).status == "True"
+
+
+def test_an_unobserved_generation_is_not_available_yet() -> None:
+    result = deployment_availability(deployment(generation=2, observed=1))
+    assert result.status == "False"
+    assert result.reason == "DeploymentProgressing"
+
+
+def test_a_stuck_rollout_is_failing() -> None:
+    result = deployment_availability(
+        deployment(ready=0, reason="ProgressDeadlineExceeded", message="timed out")
+    )
+    assert (result.status, result.reason, result.failing) == ("False", "DeploymentFailed", True)
+
+
+def test_zero_replicas_is_suspended_and_available() -> None:
+    result = deployment_availability(deployment(replicas=0, ready=0))
+    assert (result.status, result.reason) == ("True", "Suspended")
+
+
+def test_missing_deployment() -> None:
+    assert deployment_availability(None).status == "False"
