@@ -241,9 +241,23 @@ class ControlPlane:
                 # React to KWOK nodes quickly, and evict from lost ones quickly in tests.
                 "--node-monitor-grace-period=40s",
                 "--horizontal-pod-autoscaler-sync-period=5s",
+                # client-go's default of 20 requests/s caps pod creation at ~5/s, so a test
+                # that applies 50 pipelines would measure this limit instead of Tailor.
+                "--kube-api-qps=200",
+                "--kube-api-burst=400",
+                "--concurrent-replicaset-syncs=10",
+                "--concurrent-deployment-syncs=10",
             ],
         )
-        sched = self._spawn("kube-scheduler", [*common, f"--secure-port={sched_port}"])
+        sched = self._spawn(
+            "kube-scheduler",
+            [
+                *common,
+                f"--secure-port={sched_port}",
+                "--kube-api-qps=200",
+                "--kube-api-burst=400",
+            ],
+        )
         for proc, port in ((kcm, kcm_port), (sched, sched_port)):
             took = proc.wait_healthy(
                 lambda port=port: self._https_ok(port, "/healthz", client_cert=False),  # type: ignore[misc]

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
+import socket
+import threading
+import urllib.parse
+from collections.abc import Callable
 
 import kopf
 from prometheus_client import start_http_server
@@ -31,12 +37,22 @@ def main(argv: list[str] | None = None) -> int:
         "--metrics-port", type=int, default=9090, help="Prometheus port, 0 for off (default 9090)"
     )
     parser.add_argument(
-        "--peering",
-        metavar="NAME",
-        help="coordinate with other replicas through the KopfPeering object NAME (HA);"
-        " without it the operator runs standalone",
+        "--leader-election",
+        action="store_true",
+        help="run several replicas safely: only the holder of a Lease reconciles (HA)",
     )
-    parser.add_argument("--priority", type=int, default=0, help="peering priority")
+    parser.add_argument(
+        "--leader-election-namespace",
+        default=os.environ.get("POD_NAMESPACE", "default"),
+        help="namespace of the Lease (default $POD_NAMESPACE, else default)",
+    )
+    parser.add_argument("--leader-election-id", default="tailor-operator", help="name of the Lease")
+    parser.add_argument(
+        "--lease-seconds",
+        type=int,
+        default=15,
+        help="how long a dead leader blocks failover (default %(default)s)",
+    )
     parser.add_argument("--log-format", choices=["plain", "json"], default="plain")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
@@ -51,14 +67,82 @@ def main(argv: list[str] | None = None) -> int:
 
     import tailor_operator.handlers  # noqa: F401 - registers the handlers
 
-    kopf.run(
-        clusterwide=not args.namespace,
-        namespaces=args.namespace,
-        liveness_endpoint=None if args.liveness == "off" else args.liveness,
-        standalone=args.peering is None,
-        peering_name=args.peering,
-        priority=args.priority,
+    liveness = None if args.liveness == "off" else args.liveness
+
+    def run() -> None:
+        # Leader election replaces Kopf's peering, so every replica runs standalone.
+        kopf.run(
+            clusterwide=not args.namespace,
+            namespaces=args.namespace,
+            liveness_endpoint=liveness,
+            standalone=True,
+        )
+
+    if not args.leader_election:
+        run()
+        return 0
+    return _run_as_leader(args, liveness, run)
+
+
+def _run_as_leader(
+    args: argparse.Namespace,
+    liveness: str | None,
+    run: Callable[[], None],
+) -> int:
+    from kubernetes import client, config
+
+    from tailor_operator.leader import LeaseElector, StandbyHealth
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+    elector = LeaseElector(
+        client.CoordinationV1Api(),
+        args.leader_election_namespace,
+        args.leader_election_id,
+        identity,
+        lease_seconds=args.lease_seconds,
+        renew_seconds=max(1.0, args.lease_seconds / 3),
     )
+    stop = threading.Event()
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
+    standby = None
+    if liveness:
+        url = urllib.parse.urlsplit(liveness)
+        standby = StandbyHealth(url.hostname or "0.0.0.0", url.port or 8080)
+    log = logging.getLogger("tailor.leader")
+    log.info("Waiting for the lease %s/%s as %s", elector.namespace, elector.name, identity)
+    try:
+        leader = elector.wait_for_leadership(stop)
+    finally:
+        if standby is not None:
+            standby.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if not leader:
+        return 0
+    lost, renewing_done = threading.Event(), threading.Event()
+
+    def renew() -> None:
+        elector.keep_renewing(lost, renewing_done)
+        if lost.is_set():
+            # Kopf's own SIGTERM path stops it gracefully. Its stop_flag would block an
+            # executor thread that a normal stop never wakes, hanging the exit.
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    renewer = threading.Thread(target=renew, name="lease-renewer", daemon=True)
+    renewer.start()
+    try:
+        run()
+    finally:
+        renewing_done.set()
+        renewer.join()
+    if lost.is_set():
+        log.error("Lost the lease; exiting so a fresh replica can wait for it")
+        return 1
+    elector.release()
     return 0
 
 

@@ -9,6 +9,8 @@ from typing import Literal
 
 from tailor_operator.api import Condition
 
+__all__ = ["Condition", "Reason", "get", "now_rfc3339", "set_condition"]
+
 Status = Literal["True", "False", "Unknown"]
 
 READY = "Ready"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Any, cast
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import kopf
 from kubernetes import client, config
@@ -28,6 +29,8 @@ DEFAULT_IMAGES = Images(
 # Kafka never strands a namespace in Terminating.
 DELETE_RETRIES = int(os.environ.get("TAILOR_DELETE_RETRIES", "5"))
 RESYNC_SECONDS = float(os.environ.get("TAILOR_RESYNC_SECONDS", "60"))
+# Reconciles wait on the API server and Kafka, not the CPU: more threads than cores.
+WORKER_THREADS = int(os.environ.get("TAILOR_WORKER_THREADS", "16"))
 
 PIPELINES = (api.GROUP, api.VERSION, api.PLURAL)
 _MANAGED = {"app.kubernetes.io/managed-by": naming.MANAGED_BY}
@@ -38,21 +41,21 @@ def backoff(retry: int) -> float:
     return float(min(60, 2 ** (retry + 1)))
 
 
-def _post_event(body: dict[str, Any], type_: str, reason: str, message: str) -> None:
-    # Kopf reads only apiVersion, kind and metadata: a plain dict serves as a Body.
-    kopf.event(cast(kopf.Body, body), type=type_, reason=reason, message=message)
-
-
 def _api_client() -> client.ApiClient:
+    configuration = client.Configuration()
     try:
-        config.load_incluster_config()
+        config.load_incluster_config(client_configuration=configuration)
     except config.ConfigException:
-        config.load_kube_config()
-    return client.ApiClient()
+        config.load_kube_config(client_configuration=configuration)
+    configuration.connection_pool_maxsize = WORKER_THREADS
+    return client.ApiClient(configuration)
 
 
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="reconcile")
+    )
     settings.persistence.finalizer = naming.FINALIZER
     # Annotations, not status: the status schema is ours, and Kopf's bookkeeping would be
     # pruned from it.
@@ -68,7 +71,6 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         deps=Dependencies(
             kube=KubeAdapter(_api_client()), kafka_admin=KafkaAdmins().get, images=DEFAULT_IMAGES
         ),
-        post_event=_post_event,
     )
     # A resync catches what no watch reports: a topic deleted or changed in Kafka, Kafka
     # back after an outage. Not a Kopf timer: those hold a finalizer on every pipeline.
@@ -83,8 +85,8 @@ async def reconcile_pipeline(body: kopf.Body, memo: kopf.Memo, retry: int, **_: 
     outcome = await runtime.reconcile_body(dict(body))
     if outcome.invalid:
         raise kopf.PermanentError(f"invalid spec: {outcome.invalid}")
-    if outcome.kafka_unavailable:
-        raise kopf.TemporaryError("Kafka did not answer; retrying", delay=backoff(retry))
+    if outcome.retry:
+        raise kopf.TemporaryError("topics are not ready; retrying", delay=backoff(retry))
 
 
 @kopf.on.cleanup()
@@ -95,12 +97,10 @@ async def stop_resync(memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.on.event("apps", "v1", "deployments", labels=_MANAGED)
 async def child_deployment_changed(
-    namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **_: Any
+    type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any
 ) -> None:
-    pipeline = labels.get(naming.PIPELINE_LABEL)
-    if namespace and pipeline:
-        runtime: Runtime = memo.runtime
-        runtime.trigger(namespace, pipeline)
+    runtime: Runtime = memo.runtime
+    runtime.deployment_seen(type, dict(body))
 
 
 def _deletes_topics(spec: kopf.Spec, **_: Any) -> bool:

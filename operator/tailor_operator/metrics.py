@@ -13,3 +13,6 @@ RECONCILE_SECONDS = Histogram(
 TOPIC_OPERATIONS = Counter(
     "tailor_topic_operations_total", "Kafka topic operations, by kind.", ["operation"]
 )
+STATUS_REFRESHES = Counter(
+    "tailor_status_refreshes_total", "Status-only refreshes after a child's status changed."
+)

@@ -6,7 +6,9 @@ a child's change, a timer): the same spec always leads to the same world.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -40,10 +42,15 @@ class Outcome:
 
     status: dict[str, Any] | None
     events: list[Event] = field(default_factory=list)
-    # Kafka did not answer: reconcile again later with backoff.
+    # Kafka did not answer, or refused a topic change: reconcile again later with backoff
+    # (a refusal may be transient, e.g. brokers being added).
+    retry: bool = False
     kafka_unavailable: bool = False
     invalid: str | None = None
     topic_operations: dict[str, int] = field(default_factory=dict)
+    # Child key -> metadata.generation after the apply: a watch event with another
+    # generation means someone else changed the child's spec.
+    applied_generations: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,18 @@ def kafka_client_config(pipeline: Pipeline, kube: KubeAdapter) -> dict[str, str]
     return config
 
 
+def _describe_settled(admin: KafkaAdmin, names: list[str]) -> dict[str, topic_plan.ActualTopic]:
+    """Describe right after a change: a new topic reaches the metadata of every broker a
+    moment after CreateTopics returns, so look again briefly before calling it missing."""
+    actual = admin.describe(names)
+    for pause in (0.05, 0.1, 0.2, 0.4, 0.8):
+        if len(actual) == len(names):
+            break
+        time.sleep(pause)
+        actual = admin.describe(names)
+    return actual
+
+
 @dataclass
 class _TopicsResult:
     status: Literal["True", "False"]
@@ -94,7 +113,7 @@ def _reconcile_topics(pipeline: Pipeline, deps: Dependencies) -> _TopicsResult:
         plan = topic_plan.plan_topic_changes(desired, actual)
         failures = admin.execute(plan) if not plan.empty else []
         if not plan.empty:
-            actual = admin.describe([t.name for t in desired])
+            actual = _describe_settled(admin, [t.name for t in desired])
     except KafkaUnavailable as exc:
         return _TopicsResult(
             "False",
@@ -188,57 +207,131 @@ def _apply_children(
 ) -> dict[str, dict[str, Any]]:
     """Apply or delete every child; returns the stored objects by child key."""
     stored: dict[str, dict[str, Any]] = {}
+    created: list[str] = []
+    deleted: list[str] = []
     for child in children:
         if child.manifest is None:
             if deps.kube.delete_if_owned(pipeline, child):
-                events.append(Event("Normal", "Deleted", f"Deleted {child.key}"))
+                deleted.append(child.key)
             continue
         applied = deps.kube.apply(pipeline, child)
         stored[child.key] = applied.object
         if applied.created:
-            events.append(Event("Normal", "Created", f"Created {child.key}"))
+            created.append(child.key)
+    # One Event per kind of change, not per child: a new pipeline makes seven children.
+    if created:
+        events.append(Event("Normal", "Created", f"Created {', '.join(created)}"))
+    if deleted:
+        events.append(Event("Normal", "Deleted", f"Deleted {', '.join(deleted)}"))
     return stored
+
+
+def _invalid(body: Mapping[str, Any], exc: pydantic.ValidationError, now: str) -> Outcome:
+    previous = _previous_status(body)
+    generation = int(body["metadata"].get("generation", 0))
+    message = "; ".join(
+        f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+    )
+    conds = conditions.set_condition(
+        previous.conditions,
+        conditions.READY,
+        "False",
+        Reason.INVALID_SPEC,
+        message,
+        generation,
+        now,
+    )
+    status = previous.model_copy(update={"conditions": conds, "observed_generation": generation})
+    return Outcome(status=_changed(previous, status), invalid=message)
 
 
 def reconcile(body: Mapping[str, Any], deps: Dependencies) -> Outcome:
     """Bring the world to the pipeline's spec once; never raises for expected failures."""
-    previous = _previous_status(body)
-    generation = int(body["metadata"].get("generation", 0))
     now = deps.now()
     try:
         pipeline = Pipeline.from_body(body)
     except pydantic.ValidationError as exc:
-        message = "; ".join(
-            f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        conds = conditions.set_condition(
-            previous.conditions,
-            conditions.READY,
-            "False",
-            Reason.INVALID_SPEC,
-            message,
-            generation,
-            now,
-        )
-        status = previous.model_copy(
-            update={"conditions": conds, "observed_generation": generation}
-        )
-        return Outcome(status=_changed(previous, status), invalid=message)
+        return _invalid(body, exc, now)
 
     events: list[Event] = []
-    topics = _reconcile_topics(pipeline, deps)
+    # Kafka and the API server share nothing: reconcile the topics while the children apply.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="topics") as pool:
+        topics_future = pool.submit(_reconcile_topics, pipeline, deps)
+        stored = _apply_children(pipeline, desired_children(pipeline, deps.images), deps, events)
+        topics = topics_future.result()
     if topics.status == "False" and not topics.unavailable:
         events.append(Event("Warning", topics.reason, topics.message))
-    created = sum(topics.operations.values())
-    if created:
+    if sum(topics.operations.values()):
         events.append(Event("Normal", "TopicsReconciled", _describe_operations(topics.operations)))
-
-    stored = _apply_children(pipeline, desired_children(pipeline, deps.images), deps, events)
-    worker = deployment_availability(
-        stored.get(f"Deployment/{naming.stream_worker(pipeline.name)}")
+    previous = _previous_status(body)
+    topics_condition = conditions.Condition(
+        type=conditions.TOPICS_READY,
+        status=topics.status,
+        reason=topics.reason,
+        message=topics.message,
+        last_transition_time=now,
     )
-    scorer = deployment_availability(stored.get(f"Deployment/{naming.scorer(pipeline.name)}"))
+    status = compute_status(
+        pipeline,
+        previous,
+        pipeline.generation,
+        topics_condition,
+        topics.topics or previous.topics,
+        {key: obj for key, obj in stored.items() if key.startswith("Deployment/")},
+        now,
+    )
+    return Outcome(
+        status=_changed(previous, status),
+        events=events,
+        kafka_unavailable=topics.unavailable,
+        retry=topics.status == "False",
+        topic_operations=topics.operations,
+        applied_generations={
+            key: int(obj["metadata"].get("generation", 0)) for key, obj in stored.items()
+        },
+    )
 
+
+def observe(
+    body: Mapping[str, Any], deployments: Mapping[str, Mapping[str, Any]], now: str
+) -> Outcome:
+    """Refresh status from Deployments as last seen by the watch: no writes to children or
+    Kafka, for the many status-only changes of a rollout. The topics' condition and the
+    observed generation stay what the last full reconcile found."""
+    try:
+        pipeline = Pipeline.from_body(body)
+    except pydantic.ValidationError as exc:
+        return _invalid(body, exc, now)
+    previous = _previous_status(body)
+    topics_condition = conditions.get(previous.conditions, conditions.TOPICS_READY)
+    if topics_condition is None:
+        return Outcome(status=None)  # never fully reconciled yet: nothing to refresh
+    status = compute_status(
+        pipeline,
+        previous,
+        previous.observed_generation,
+        topics_condition,
+        previous.topics,
+        deployments,
+        now,
+    )
+    return Outcome(status=_changed(previous, status))
+
+
+def compute_status(
+    pipeline: Pipeline,
+    previous: api.PipelineStatus,
+    generation: int,
+    topics: api.Condition,
+    topic_status: Mapping[str, api.TopicStatus],
+    deployments: Mapping[str, Mapping[str, Any]],
+    now: str,
+) -> api.PipelineStatus:
+    """The whole status from what was observed. Pure."""
+    worker = deployment_availability(
+        deployments.get(f"Deployment/{naming.stream_worker(pipeline.name)}")
+    )
+    scorer = deployment_availability(deployments.get(f"Deployment/{naming.scorer(pipeline.name)}"))
     conds = list(previous.conditions)
 
     def put(type_: str, status: Literal["True", "False", "Unknown"], reason: str, msg: str) -> None:
@@ -257,17 +350,7 @@ def reconcile(body: Mapping[str, Any], deps: Dependencies) -> Outcome:
         put(conditions.DEGRADED, "True", Reason.COMPONENT_FAILING, "; ".join(failing))
     else:
         put(conditions.DEGRADED, "False", Reason.AS_EXPECTED, "")
-    not_ready = [
-        c.type
-        for c in conds
-        if c.type
-        in (
-            conditions.TOPICS_READY,
-            conditions.STREAM_WORKER_AVAILABLE,
-            conditions.SCORER_AVAILABLE,
-        )
-        and c.status != "True"
-    ]
+    not_ready = [c.type for c in conds if c.type in _READY_PARTS and c.status != "True"]
     if not_ready:
         put(
             conditions.READY,
@@ -279,10 +362,10 @@ def reconcile(body: Mapping[str, Any], deps: Dependencies) -> Outcome:
         put(conditions.READY, "True", Reason.ALL_COMPONENTS_READY, "pipeline is serving")
 
     model = pipeline.spec.scorer.model
-    status = api.PipelineStatus(
+    return api.PipelineStatus(
         observed_generation=generation,
         conditions=conds,
-        topics=topics.topics or previous.topics,
+        topics=dict(topic_status),
         stream_worker=api.WorkloadStatus(replicas=worker.replicas, ready_replicas=worker.ready),
         scorer=api.WorkloadStatus(replicas=scorer.replicas, ready_replicas=scorer.ready),
         model=_model_status(
@@ -292,12 +375,13 @@ def reconcile(body: Mapping[str, Any], deps: Dependencies) -> Outcome:
             pipeline.namespace, pipeline.name, pipeline.spec.scorer.port
         ),
     )
-    return Outcome(
-        status=_changed(previous, status),
-        events=events,
-        kafka_unavailable=topics.unavailable,
-        topic_operations=topics.operations,
-    )
+
+
+_READY_PARTS = (
+    conditions.TOPICS_READY,
+    conditions.STREAM_WORKER_AVAILABLE,
+    conditions.SCORER_AVAILABLE,
+)
 
 
 def _model_status(

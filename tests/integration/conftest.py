@@ -49,7 +49,13 @@ class OperatorRunner:
     log_dir: Path
     processes: list[ManagedProcess] = field(default_factory=list)
 
-    def start(self, *namespaces: str, resync_seconds: float = 5.0) -> ManagedProcess:
+    def start(
+        self,
+        *namespaces: str,
+        resync_seconds: float = 5.0,
+        extra: tuple[str, ...] = (),
+        wait: bool = True,
+    ) -> ManagedProcess:
         port = free_port()
         proc = ManagedProcess(
             f"tailor-operator-{len(self.processes)}",
@@ -61,6 +67,7 @@ class OperatorRunner:
                 f"--liveness=http://127.0.0.1:{port}/healthz",
                 "--metrics-port=0",
                 "--verbose",
+                *extra,
             ],
             self.log_dir,
             env={
@@ -71,7 +78,8 @@ class OperatorRunner:
             },
         ).start()
         self.processes.append(proc)
-        proc.wait_healthy(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), 60, "live")
+        if wait:
+            proc.wait_healthy(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), 60, "live")
         return proc
 
     def stop_all(self) -> None:

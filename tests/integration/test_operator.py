@@ -11,6 +11,7 @@ import yaml
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
 from tailor_localenv.kafka import KafkaBroker
+from tailor_localenv.processes import free_port, http_get
 from tests.helpers import wait_for
 from tests.integration.conftest import REPO, read_example
 
@@ -119,7 +120,8 @@ def test_every_example_becomes_ready(kube, kafka, operator, namespace, example):
 
 
 def test_autoscaled_replicas_belong_to_the_hpa(kube, kafka, operator, namespace):
-    operator.start(namespace)
+    metrics_port = free_port()
+    operator.start(namespace, extra=(f"--metrics-port={metrics_port}",))
     manifest = read_example("02-full.yaml", kafka)
     apply(kube, namespace, manifest)
     wait_ready(kube, namespace, "frontpage")
@@ -130,6 +132,13 @@ def test_autoscaled_replicas_belong_to_the_hpa(kube, kafka, operator, namespace)
     hpa = get(kube, namespace, "hpa/frontpage-stream-worker")
     assert hpa["spec"]["maxReplicas"] == 12  # capped at the events partitions
     assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 300
+
+    status, body = http_get(f"http://127.0.0.1:{metrics_port}/metrics")
+    assert status == 200
+    metrics = body.decode()
+    assert 'tailor_reconciles_total{result="ok"}' in metrics
+    assert 'tailor_topic_operations_total{operation="create"} 5.0' in metrics
+    assert "tailor_reconcile_duration_seconds_count" in metrics
 
 
 def test_updates_are_applied_and_roll_pods_only_on_config_change(kube, kafka, operator, namespace):
@@ -332,3 +341,62 @@ def test_kafka_outage_shows_in_status_and_heals(kube, operator, namespace):
         wait_ready(kube, namespace, "storefront", timeout=90)
     finally:
         broker.stop()
+
+
+def lease_holder(kube, namespace: str) -> str | None:
+    lease = get(kube, namespace, "lease/tailor-operator")
+    return lease["spec"].get("holderIdentity")
+
+
+def test_two_replicas_one_leader_and_failover(kube, kafka, operator, namespace):
+    args = (
+        "--leader-election",
+        f"--leader-election-namespace={namespace}",
+        "--lease-seconds=6",
+    )
+    first = operator.start(namespace, extra=args)
+    wait_for(lambda: lease_holder(kube, namespace), 30, "a lease holder")
+    second = operator.start(namespace, extra=args)
+    holder = lease_holder(kube, namespace)
+    assert holder is not None
+    assert holder.endswith(f"-{first.pid}")
+
+    apply(kube, namespace, minimal(kafka))
+    wait_ready(kube, namespace, "storefront")
+    time.sleep(2)
+    assert "Waiting for the lease" in second.log_path.read_text()
+    assert "storefront" not in second.log_path.read_text(), "the standby reconciled"
+
+    first.kill()
+    wait_for(
+        lambda: (h := lease_holder(kube, namespace)) and h.endswith(f"-{second.pid}"),
+        30,
+        "the standby to take the lease",
+    )
+    manifest = minimal(kafka)
+    manifest["spec"]["scorer"] = {"replicas": 3}
+    apply(kube, namespace, manifest)
+    wait_for(
+        lambda: get(kube, namespace, "deployment/storefront-scorer")["spec"]["replicas"] == 3,
+        30,
+        "the new leader to apply the change",
+    )
+
+
+def test_a_clean_shutdown_hands_the_lease_over_at_once(kube, operator, namespace):
+    args = (
+        "--leader-election",
+        f"--leader-election-namespace={namespace}",
+        "--lease-seconds=60",
+    )
+    first = operator.start(namespace, extra=args)
+    wait_for(lambda: lease_holder(kube, namespace), 30, "a lease holder")
+    second = operator.start(namespace, extra=args)
+    first.stop(grace=20)
+    assert "Released the lease" in first.log_path.read_text()
+    # Far sooner than the 60 s lease would expire on its own.
+    wait_for(
+        lambda: (h := lease_holder(kube, namespace)) and h.endswith(f"-{second.pid}"),
+        25,
+        "the standby to take the released lease",
+    )

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import Future
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException, TopicCollection
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -39,15 +39,26 @@ def _kafka_reason(exc: BaseException) -> str:
     if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
         error: KafkaError = exc.args[0]
         return f"{error.name()}: {error.str()}"
-    return str(exc)
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {TIMEOUT_S:.0f}s"
+    return str(exc) or type(exc).__name__
 
 
 def _unreachable(exc: BaseException) -> bool:
+    # Our own wait on the future expiring means nobody answered at all.
+    if isinstance(exc, TimeoutError):
+        return True
     if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
         return bool(
             exc.args[0].code()
             in (KafkaError._TRANSPORT, KafkaError._TIMED_OUT, KafkaError._ALL_BROKERS_DOWN)
         )
+    return False
+
+
+def _missing(exc: BaseException) -> bool:
+    if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
+        return bool(exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART)
     return False
 
 
@@ -79,12 +90,20 @@ class KafkaAdmin:
         )
 
     def describe(self, names: Iterable[str]) -> dict[str, ActualTopic]:
-        """The topics among ``names`` that exist, with partitions, RF and topic-level configs."""
-        try:
-            metadata = self._admin.list_topics(timeout=TIMEOUT_S)
-        except KafkaException as exc:
-            raise KafkaUnavailable(f"cannot list topics: {_kafka_reason(exc)}") from exc
-        present = [n for n in names if n in metadata.topics and not metadata.topics[n].error]
+        """The topics among ``names`` that exist, with partitions, RF and topic-level configs.
+        Asks about these topics only: the cost does not grow with the cluster's topic count."""
+        wanted = list(names)
+        futures = self._admin.describe_topics(TopicCollection(wanted), request_timeout=TIMEOUT_S)
+        present: dict[str, Any] = {}
+        for name, future in futures.items():
+            try:
+                present[name] = future.result(timeout=TIMEOUT_S)
+            except Exception as exc:
+                if _unreachable(exc):
+                    raise KafkaUnavailable(f"cannot describe topics: {_kafka_reason(exc)}") from exc
+                if _missing(exc):
+                    continue
+                raise TopicOperationFailed(f"describe {name}: {_kafka_reason(exc)}") from exc
         if not present:
             return {}
         resources = [ConfigResource(ResourceType.TOPIC, n) for n in present]
@@ -103,12 +122,15 @@ class KafkaAdmin:
                 for name, entry in entries.items()
                 if entry.source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
             }
-        topics = {}
-        for name in present:
-            partitions = metadata.topics[name].partitions
-            rf = len(next(iter(partitions.values())).replicas) if partitions else 0
-            topics[name] = ActualTopic(name, len(partitions), rf, configs.get(name, {}))
-        return topics
+        return {
+            name: ActualTopic(
+                name,
+                len(description.partitions),
+                len(description.partitions[0].replicas) if description.partitions else 0,
+                configs.get(name, {}),
+            )
+            for name, description in present.items()
+        }
 
     def execute(self, plan: TopicPlan) -> list[str]:
         """Carry out a plan; returns Kafka's reasons for what it refused (the rest is done)."""

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import copy
+import datetime
 import json
+import logging
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +17,10 @@ from kubernetes.client.exceptions import ApiException
 from tailor_operator import api, naming
 from tailor_operator.render import Child
 from tailor_operator.resource import Pipeline
+
+_log = logging.getLogger("tailor.kube")
+# The API server refuses longer Event messages.
+_EVENT_MESSAGE_LIMIT = 1024
 
 # kind -> (path prefix, plural); the children are all namespaced.
 _PATHS = {
@@ -52,6 +59,16 @@ class KubeAdapter:
         content_type: str = "application/json",
     ) -> dict[str, Any] | None:
         """One request; None for 404, ApiException for any other failure."""
+        return self._request(method, path, body, query, content_type)[1]
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: list[tuple[str, str]] | None = None,
+        content_type: str = "application/json",
+    ) -> tuple[int, dict[str, Any] | None]:
         _, url, headers, _, _ = self._api.param_serialize(
             method=method,
             resource_path=path,
@@ -69,40 +86,37 @@ class KubeAdapter:
         )
         data = response.read()
         if response.status == 404:
-            return None
+            return 404, None
         if not 200 <= response.status < 300:
             raise ApiException(http_resp=response)
-        return json.loads(data) if data else {}
+        return response.status, json.loads(data) if data else {}
 
     def _path(self, child: Child, namespace: str) -> str:
         prefix, plural = _PATHS[(child.api_version, child.kind)]
         return f"{prefix}/namespaces/{namespace}/{plural}/{child.name}"
 
-    def get(self, child: Child, namespace: str) -> dict[str, Any] | None:
-        return self._call("GET", self._path(child, namespace))
-
-    def apply(self, pipeline: Pipeline, child: Child) -> Applied:
-        """Server-side apply under Tailor's field manager, owned by the pipeline."""
+    def apply(self, pipeline: Pipeline, child: Child, known_version: str | None = None) -> Applied:
+        """Server-side apply under Tailor's field manager, owned by the pipeline.
+        ``known_version``: the resourceVersion the last apply left, to tell a change."""
         assert child.manifest is not None
         manifest = copy.deepcopy(child.manifest)
         meta = manifest.setdefault("metadata", {})
         meta["namespace"] = pipeline.namespace
         meta["ownerReferences"] = [pipeline.owner_reference()]
-        path = self._path(child, pipeline.namespace)
-        before = self._call("GET", path)
-        after = self._call(
+        code, after = self._request(
             "PATCH",
-            path,
+            self._path(child, pipeline.namespace),
             body=manifest,
             query=[("fieldManager", naming.FIELD_MANAGER), ("force", "true")],
             content_type="application/apply-patch+yaml",
         )
         assert after is not None
-        old_version = before["metadata"]["resourceVersion"] if before else None
+        # Server-side apply answers 201 when it created the object.
+        created = code == 201
         return Applied(
             object=after,
-            created=before is None,
-            changed=old_version != after["metadata"]["resourceVersion"],
+            created=created,
+            changed=created or known_version != after["metadata"]["resourceVersion"],
         )
 
     def delete_if_owned(self, pipeline: Pipeline, child: Child) -> bool:
@@ -139,3 +153,36 @@ class KubeAdapter:
         if secret is None:
             return {}
         return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+
+    def post_event(self, pipeline: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        """A core/v1 Event on the pipeline, as ``kubectl describe ppl`` shows them.
+        Best effort: a lost Event must never fail or repeat a reconcile."""
+        meta = pipeline["metadata"]
+        now = datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": pipeline.get("apiVersion", f"{api.GROUP}/{api.VERSION}"),
+                "kind": pipeline.get("kind", api.KIND),
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:_EVENT_MESSAGE_LIMIT],
+            "source": {"component": naming.FIELD_MANAGER},
+            "reportingComponent": naming.FIELD_MANAGER,
+            "reportingInstance": socket.gethostname(),
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            self._call("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=event)
+        except Exception as exc:
+            _log.warning(
+                "Could not post Event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], exc
+            )

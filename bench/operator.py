@@ -1,0 +1,217 @@
+"""Operator benchmark: apply N pipelines at once, time each one to Ready, measure the operator.
+
+    python bench/operator.py [--quick] [--sizes 1,50,200]
+
+Runs the real local control plane (KWOK nodes) and Kafka broker, starts the operator as its
+own process, and for each size creates N pipelines in a fresh namespace in one burst. A watch
+on the pipelines records when each one's Ready condition turns True. Prints one JSON object:
+{"runs": [{"pipelines", "apply_to_ready_p50_s", "apply_to_ready_p95_s", "operator_rss_mb",
+"operator_peak_rss_mb", "total_s"}, ...], "host": {...}}. Each pipeline runs one stream
+worker and one scorer replica, with 1-partition topics, so the cluster, not the benchmark,
+stays small on a 2-core machine. A warm-up pipeline runs first and is not reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, watch
+
+from tailor_localenv.kafka import KafkaBroker
+from tailor_localenv.kube import ControlPlane
+from tailor_localenv.processes import ManagedProcess, free_port, http_get, http_ok
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def pipeline(name: str, bootstrap: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "tailor.dev/v1alpha1",
+        "kind": "PersonalizationPipeline",
+        "metadata": {"name": name},
+        "spec": {
+            "kafka": {"bootstrapServers": bootstrap},
+            "topics": {"events": {"partitions": 1, "replicationFactor": 1}},
+            "streamWorker": {"replicas": 1},
+            "scorer": {"replicas": 1},
+        },
+    }
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    """Current and peak resident memory of a process, in MiB."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.strip()
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def reconcile_stats(metrics_port: int) -> tuple[float, float]:
+    """(reconciles so far, seconds spent in them) from the operator's /metrics."""
+    _, body = http_get(f"http://127.0.0.1:{metrics_port}/metrics")
+    count = total = 0.0
+    for line in body.decode().splitlines():
+        if line.startswith("tailor_reconcile_duration_seconds_count"):
+            count = float(line.split()[-1])
+        elif line.startswith("tailor_reconcile_duration_seconds_sum"):
+            total = float(line.split()[-1])
+    return count, total
+
+
+def run_size(
+    api: client.ApiClient, bootstrap: str, count: int, operator_pid: int, metrics_port: int
+) -> dict:
+    namespace = f"bench-{count}-{int(time.time())}"
+    core = client.CoreV1Api(api)
+    custom = client.CustomObjectsApi(api)
+    core.create_namespace({"metadata": {"name": namespace}})
+    applied: dict[str, float] = {}
+    ready: dict[str, float] = {}
+    done = threading.Event()
+
+    def watch_ready() -> None:
+        stream = watch.Watch()
+        for event in stream.stream(
+            custom.list_namespaced_custom_object,
+            "tailor.dev",
+            "v1alpha1",
+            namespace,
+            "personalizationpipelines",
+            timeout_seconds=600,
+        ):
+            obj = event["object"]
+            name = obj["metadata"]["name"]
+            conditions = obj.get("status", {}).get("conditions", [])
+            if name not in ready and any(
+                c["type"] == "Ready" and c["status"] == "True" for c in conditions
+            ):
+                ready[name] = time.monotonic()
+                if len(ready) == count:
+                    stream.stop()
+        done.set()
+
+    watcher = threading.Thread(target=watch_ready, daemon=True)
+    watcher.start()
+    time.sleep(0.5)  # the watch is open before the first create
+
+    def create(name: str) -> None:
+        applied[name] = time.monotonic()
+        custom.create_namespaced_custom_object(
+            "tailor.dev",
+            "v1alpha1",
+            namespace,
+            "personalizationpipelines",
+            pipeline(name, bootstrap),
+        )
+
+    reconciles_before, seconds_before = reconcile_stats(metrics_port)
+    cpu_before = cpu_seconds(operator_pid)
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(create, [f"p{i:03d}" for i in range(count)]))
+    if not done.wait(600):
+        raise SystemExit(f"only {len(ready)}/{count} pipelines became Ready within 600 s")
+    total = time.monotonic() - started
+    latencies = [ready[n] - applied[n] for n in applied]
+    slowest = sorted(applied, key=lambda n: ready[n] - applied[n])[-3:]
+    print(f"slowest in {namespace}: {slowest}", file=sys.stderr)
+    current, peak = rss_mb(operator_pid)
+    reconciles, seconds = reconcile_stats(metrics_port)
+    reconciles -= reconciles_before
+    return {
+        "pipelines": count,
+        "apply_to_ready_p50_s": round(statistics.median(latencies), 3),
+        "apply_to_ready_p95_s": round(percentile(latencies, 0.95), 3),
+        "apply_to_ready_max_s": round(max(latencies), 3),
+        "operator_rss_mb": round(current, 1),
+        "operator_peak_rss_mb": round(peak, 1),
+        "total_s": round(total, 2),
+        "operator_cpu_s": round(cpu_seconds(operator_pid) - cpu_before, 2),
+        "reconciles": int(reconciles),
+        "reconcile_mean_ms": round(1000 * (seconds - seconds_before) / max(reconciles, 1), 1),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="sizes 1 and 50 only")
+    parser.add_argument("--sizes", help="comma-separated pipeline counts (default 1,50,200)")
+    args = parser.parse_args()
+    sizes = [int(s) for s in (args.sizes or ("1,50" if args.quick else "1,50,200")).split(",")]
+
+    work = Path(tempfile.mkdtemp(prefix="tailor-bench-"))
+    with ControlPlane(nodes=4) as control_plane, KafkaBroker() as broker:
+        control_plane_kubectl = control_plane.kubectl_command()
+        import subprocess
+
+        subprocess.run(
+            [*control_plane_kubectl, "apply", "--server-side", "-f", str(REPO / "crds")],
+            check=True,
+            capture_output=True,
+        )
+        port, metrics_port = free_port(), free_port()
+        operator = ManagedProcess(
+            "tailor-operator",
+            [
+                sys.executable,
+                "-m",
+                "tailor_operator",
+                "--all-namespaces",
+                f"--liveness=http://127.0.0.1:{port}/healthz",
+                f"--metrics-port={metrics_port}",
+                *(["--verbose"] if os.environ.get("TAILOR_BENCH_VERBOSE") else []),
+            ],
+            work,
+            env={**os.environ, "KUBECONFIG": str(control_plane.kubeconfig)},
+        ).start()
+        try:
+            operator.wait_healthy(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), 60, "live")
+            assert operator.pid is not None
+            with control_plane.api_client() as api:
+                # One pipeline first, not reported: the broker's and the operator's first
+                # topic creation pays one-time costs (controller warm-up, client connections).
+                run_size(api, broker.bootstrap_servers, 1, operator.pid, metrics_port)
+                runs = [
+                    run_size(api, broker.bootstrap_servers, n, operator.pid, metrics_port)
+                    for n in sizes
+                ]
+        finally:
+            operator.stop()
+    print(
+        json.dumps(
+            {
+                "benchmark": "operator",
+                "runs": runs,
+                "host": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
