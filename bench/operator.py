@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client, watch
+from measure import cpu_seconds, percentile, rss_mb
 
 from tailor_localenv.kafka import KafkaBroker
 from tailor_localenv.kube import ControlPlane
@@ -46,27 +49,6 @@ def pipeline(name: str, bootstrap: str) -> dict[str, Any]:
             "scorer": {"replicas": 1},
         },
     }
-
-
-def rss_mb(pid: int) -> tuple[float, float]:
-    """Current and peak resident memory of a process, in MiB."""
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        fields[key] = value.strip()
-    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def reconcile_stats(metrics_port: int) -> tuple[float, float]:
@@ -163,10 +145,12 @@ def main() -> int:
     sizes = [int(s) for s in (args.sizes or ("1,50" if args.quick else "1,50,200")).split(",")]
 
     work = Path(tempfile.mkdtemp(prefix="tailor-bench-"))
-    with ControlPlane(nodes=4) as control_plane, KafkaBroker() as broker:
+    # Two pods per pipeline, pipelines of every run kept: KWOK nodes take 110 pods each, and
+    # pods beyond that stay Pending.
+    pods = 2 * (1 + sum(sizes))
+    nodes = max(4, math.ceil(pods / 100) + 1)
+    with ControlPlane(nodes=nodes) as control_plane, KafkaBroker() as broker:
         control_plane_kubectl = control_plane.kubectl_command()
-        import subprocess
-
         subprocess.run(
             [*control_plane_kubectl, "apply", "--server-side", "-f", str(REPO / "crds")],
             check=True,

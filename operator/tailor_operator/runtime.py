@@ -19,6 +19,21 @@ DEBOUNCE_SECONDS = 0.2
 RETRY_SECONDS = 10.0
 
 
+def _slim(deployment: dict[str, Any]) -> dict[str, Any]:
+    """What the status is computed from. A whole Deployment with managedFields is tens of
+    KB as Python objects; hundreds of pipelines keep one per component."""
+    meta = deployment["metadata"]
+    return {
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "generation": meta.get("generation"),
+        },
+        "spec": {"replicas": deployment.get("spec", {}).get("replicas", 1)},
+        "status": deployment.get("status", {}),
+    }
+
+
 @dataclass
 class Runtime:
     """Shared by every handler through Kopf's memo."""
@@ -80,7 +95,7 @@ class Runtime:
             seen.pop(child, None)
             self.trigger(*key, full=True)
         else:
-            seen[child] = deployment
+            seen[child] = _slim(deployment)
             self.trigger(*key, full=False)
 
     def _drifted(self, key: Key) -> bool:

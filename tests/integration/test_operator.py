@@ -314,6 +314,34 @@ def test_finalizer_is_released_when_kafka_is_gone(kube, operator, namespace):
         broker.stop()
 
 
+def test_the_release_annotation_frees_the_finalizer_at_once(kube, operator, namespace):
+    broker = KafkaBroker().start()
+    try:
+        operator.start(namespace)
+        manifest = minimal(broker.bootstrap_servers)
+        manifest["spec"]["topics"]["deletionPolicy"] = "Delete"
+        apply(kube, namespace, manifest)
+        wait_ready(kube, namespace, "storefront")
+        broker.halt()
+        started = time.monotonic()
+        kube.kubectl("delete", "ppl/storefront", "-n", namespace, "--wait=false")
+        kube.kubectl(
+            "annotate", "ppl/storefront", "-n", namespace, "tailor.dev/release-finalizer=true"
+        )
+        wait_for(
+            lambda: kube.kubectl("get", "ppl", "-n", namespace, "-o", "name").strip() == "",
+            60,
+            "the pipeline to be gone",
+        )
+        # Without the annotation five attempts take over a minute (see the test above).
+        assert time.monotonic() - started < 35
+        reasons = {e["reason"] for e in get(kube, namespace, "events")["items"]}
+        assert "FinalizerReleased" in reasons
+        assert "TopicDeletionAbandoned" not in reasons
+    finally:
+        broker.stop()
+
+
 def test_kafka_outage_shows_in_status_and_heals(kube, operator, namespace):
     broker = KafkaBroker().start()
     try:
