@@ -57,6 +57,12 @@ class FeatureSettings(_Settings):
     half_life_s: float = Field(gt=0)
     recent_items: int = Field(ge=1)
     event_weights: dict[str, float]
+    # Bounds that keep a user's memory constant however much they click.
+    max_items: int = Field(default=200, ge=1)
+    max_categories: int = Field(default=50, ge=1)
+    max_purchased: int = Field(default=100, ge=0)
+    trending_half_life_s: float = Field(default=3600.0, gt=0)
+    trending_max_items: int = Field(default=1000, ge=1)
 
 
 class WorkerSettings(_Settings):
@@ -64,6 +70,14 @@ class WorkerSettings(_Settings):
     transaction_interval_ms: int = Field(ge=1)
     transaction_max_events: int = Field(ge=1)
     http_port: int = 8081
+    # A partition's trending state is written at most this often (it is a few KB).
+    trending_interval_ms: int = Field(default=1000, ge=1)
+    # A static member that vanished keeps its partitions this long (a restarting pod gets
+    # them back without a rebalance); also how long a dead worker's partitions stall.
+    session_timeout_ms: int = Field(default=15000, ge=1000)
+    # An open transaction of a killed worker blocks read_committed readers of its
+    # partitions until the broker aborts it after this long (or the worker restarts).
+    transaction_timeout_ms: int = Field(default=15000, ge=1000)
 
 
 class ModelRef(_Settings):

@@ -1,0 +1,284 @@
+"""Stream-worker benchmark: feature math, wire formats, throughput and rolling restarts.
+
+    python bench/worker.py [--quick]
+
+Prints one JSON object:
+- ``pure``: events decoded and folded into profiles per second (one core), the profile
+  wire format against JSON (bytes, encode+decode microseconds), memory per user.
+- ``throughput``: one worker process on the real Kafka broker draining a backlog of events
+  (exactly-once transactions on): events/s, peak RSS, transaction latency.
+- ``rolling_restart``: two workers under a steady event rate; each is restarted in turn
+  (SIGTERM, start, ready) as a Deployment rollout would. Committed events/s per second
+  before, during and after, and the longest stretch in which nothing was committed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import random
+import sys
+import tempfile
+import threading
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from confluent_kafka import Consumer, TopicPartition
+from measure import percentile, rss_mb
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tailor_localenv.kafka import KafkaBroker  # noqa: E402
+from tailor_pipeline import events, profile_codec  # noqa: E402
+from tailor_pipeline.events import ClickEvent  # noqa: E402
+from tailor_pipeline.features import Profile, update_profile  # noqa: E402
+from tests.pipeline_env import Workers, create_pipeline, produce_all  # noqa: E402
+
+TYPES = ["view", "view", "view", "click", "click", "add_to_cart", "purchase"]
+
+
+def stream(n: int, users: int, seed: int = 1) -> list[tuple[str, bytes]]:
+    rng = random.Random(seed)
+    start = int(time.time() * 1000) - 10 * n
+    out = []
+    for i in range(n):
+        item = int(rng.paretovariate(1.2)) % 5000
+        event = ClickEvent(
+            user_id=f"u{rng.randrange(users)}",
+            item_id=f"i{item}",
+            type=rng.choice(TYPES),
+            ts=start + 10 * i,
+            category=f"c{item % 40}",
+            session_id=f"s{rng.randrange(10_000)}",
+        )
+        out.append((event.user_id, events.encode(event)))
+    return out
+
+
+def pure(quick: bool) -> dict[str, Any]:
+    from tailor_pipeline.settings import FeatureSettings
+
+    features = FeatureSettings(
+        half_life_s=1800,
+        recent_items=50,
+        event_weights={"view": 1, "click": 2, "add_to_cart": 4, "purchase": 8},
+    )
+    n = 100_000 if quick else 500_000
+    records = stream(n, users=n // 20)
+    types = features.event_weights
+    now = int(time.time() * 1000)
+    started = time.perf_counter()
+    decoded = [events.decode(v, types, now) for _, v in records]
+    decode_s = time.perf_counter() - started
+
+    tracemalloc.start()
+    profiles: dict[str, Profile] = {}
+    started = time.perf_counter()
+    for event in decoded:
+        assert isinstance(event, ClickEvent)
+        profile = profiles.get(event.user_id)
+        if profile is None:
+            profile = profiles[event.user_id] = Profile()
+        update_profile(profile, event, features)
+    update_s = time.perf_counter() - started
+    memory, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+
+    sample = list(profiles.values())[:2000]
+    json_encoder, json_decoder = msgspec.json.Encoder(), msgspec.json.Decoder(Profile)
+    started = time.perf_counter()
+    packed = [profile_codec.encode_profile(p) for p in sample]
+    for value in packed:
+        profile_codec.decode_profile(value)
+    msgpack_us = (time.perf_counter() - started) / len(sample) * 1e6
+    started = time.perf_counter()
+    as_json = [json_encoder.encode(p) for p in sample]
+    for value in as_json:
+        json_decoder.decode(value)
+    json_us = (time.perf_counter() - started) / len(sample) * 1e6
+    return {
+        "events": n,
+        "users": len(profiles),
+        "decode_events_per_s": round(n / decode_s),
+        "profile_updates_per_s": round(n / update_s),
+        "mean_events_per_user": round(n / len(profiles), 1),
+        "memory_per_user_bytes": round(memory / len(profiles)),
+        "profile_bytes_msgpack": round(sum(map(len, packed)) / len(packed)),
+        "profile_bytes_json": round(sum(map(len, as_json)) / len(as_json)),
+        "profile_codec_us_msgpack": round(msgpack_us, 1),
+        "profile_codec_us_json": round(json_us, 1),
+    }
+
+
+class Committed:
+    """Events the group has committed so far, from one reusable probe."""
+
+    def __init__(self, bootstrap: str, group: str, topic: str, partitions: int) -> None:
+        self._probe = Consumer(
+            {"bootstrap.servers": bootstrap, "group.id": group, "isolation.level": "read_committed"}
+        )
+        self._partitions = [TopicPartition(topic, p) for p in range(partitions)]
+
+    def total(self) -> int:
+        return sum(max(tp.offset, 0) for tp in self._probe.committed(self._partitions, 30))
+
+    def end(self) -> int:
+        """Sum of the partitions' high watermarks: everything produced so far."""
+        return sum(self._probe.get_watermark_offsets(tp, 10)[1] for tp in self._partitions)
+
+    def close(self) -> None:
+        self._probe.close()
+
+
+def histogram_summary(metrics: str, name: str) -> dict[str, float]:
+    """Mean and bucket-resolution p99 of a Prometheus histogram."""
+    buckets: list[tuple[float, float]] = []
+    total = count = 0.0
+    for line in metrics.splitlines():
+        if line.startswith(f"{name}_bucket"):
+            bound = line.split('le="')[1].split('"')[0]
+            buckets.append((float(bound), float(line.split()[-1])))
+        elif line.startswith(f"{name}_sum"):
+            total = float(line.split()[-1])
+        elif line.startswith(f"{name}_count"):
+            count = float(line.split()[-1])
+    p99 = next((bound for bound, cum in buckets if count and cum >= 0.99 * count), float("nan"))
+    return {"mean_ms": round(1000 * total / max(count, 1), 1), "p99_le_ms": 1000 * p99}
+
+
+def throughput(broker: KafkaBroker, work: Path, quick: bool) -> dict[str, Any]:
+    settings, config = create_pipeline(broker.bootstrap_servers, work, partitions=6)
+    n = 100_000 if quick else 300_000
+    produce_all(broker.bootstrap_servers, settings.topics.events, stream(n, users=n // 20))
+    committed = Committed(
+        broker.bootstrap_servers, settings.worker.group_id, settings.topics.events, 6
+    )
+    workers = Workers(config, work)
+    try:
+        proc = workers.start("t0")
+        started = time.monotonic()
+        while committed.total() < n:
+            time.sleep(0.2)
+        elapsed = time.monotonic() - started
+        assert proc.pid is not None
+        _, peak = rss_mb(proc.pid)
+        metrics = workers.metrics("t0").decode()
+    finally:
+        workers.stop_all()
+        committed.close()
+    return {
+        "events": n,
+        "events_per_s": round(n / elapsed),
+        "seconds": round(elapsed, 2),
+        "worker_peak_rss_mb": round(peak, 1),
+        "transaction": histogram_summary(metrics, "tailor_worker_transaction_seconds"),
+    }
+
+
+def rolling_restart(broker: KafkaBroker, work: Path, quick: bool) -> dict[str, Any]:
+    settings, config = create_pipeline(broker.bootstrap_servers, work, partitions=6)
+    rate = 3000
+    duration = 30 if quick else 60
+    records = stream(rate * duration, users=5000, seed=2)
+    committed = Committed(
+        broker.bootstrap_servers, settings.worker.group_id, settings.topics.events, 6
+    )
+    workers = Workers(config, work)
+    stop = threading.Event()
+
+    def produce_steadily() -> None:
+        for second in range(duration):
+            if stop.is_set():
+                return
+            tick = time.monotonic()
+            chunk = records[second * rate : (second + 1) * rate]
+            produce_all(broker.bootstrap_servers, settings.topics.events, chunk)
+            time.sleep(max(0.0, 1 - (time.monotonic() - tick)))
+
+    samples: list[tuple[float, int]] = []
+    ends: list[int] = []
+    phases: dict[str, float] = {}
+    try:
+        workers.start("r0")
+        workers.start("r1")
+        producing = threading.Thread(target=produce_steadily)
+        started = time.monotonic()
+        producing.start()
+
+        def sample() -> None:
+            ends.append(committed.end())
+            samples.append((time.monotonic() - started, committed.total()))
+
+        def sample_until(t: float) -> None:
+            while time.monotonic() - started < t:
+                sample()
+                time.sleep(0.25)
+
+        sample_until(duration * 0.3)
+        phases["restart_begin_s"] = time.monotonic() - started
+        for name in ("r0", "r1"):
+            workers.running[name].stop()  # SIGTERM: drain, commit
+            del workers.running[name]
+            workers.start(name, wait_ready=False)
+            deadline = time.monotonic() + 90
+            while not workers.ready(name) and time.monotonic() < deadline:
+                sample()
+                time.sleep(0.25)
+        phases["restart_end_s"] = time.monotonic() - started
+        sample_until(duration + 5)
+    finally:
+        stop.set()
+        workers.stop_all()
+        committed.close()
+
+    def rates(lo: float, hi: float) -> list[float]:
+        """Committed events/s over 1 s windows (commits land every ~100 ms)."""
+        window = [(t, c) for t, c in samples if lo <= t <= hi]
+        out = []
+        for i, (t0, c0) in enumerate(window):
+            later = next(((t, c) for t, c in window[i:] if t >= t0 + 1.0), None)
+            if later is not None:
+                out.append((later[1] - c0) / (later[0] - t0))
+        return out
+
+    longest = 0.0
+    stalled_since: float | None = None
+    # A stall: nothing committed between two samples although events were waiting.
+    for ((_t0, c0), (t1, c1)), end in zip(itertools.pairwise(samples), ends[1:], strict=False):
+        if c1 == c0 and c1 < end:
+            stalled_since = stalled_since if stalled_since is not None else _t0
+            longest = max(longest, t1 - stalled_since)
+        else:
+            stalled_since = None
+    begin, end = phases["restart_begin_s"], phases["restart_end_s"]
+    before, during = rates(2, begin), rates(begin, end)
+    return {
+        "events_per_s_offered": rate,
+        "committed_events_per_s_before_p50": round(percentile(before, 0.5)),
+        "committed_events_per_s_during_p50": round(percentile(during, 0.5)),
+        "committed_events_per_s_during_min": round(min(during)),
+        "rollout_seconds": round(end - begin, 1),
+        "longest_commit_stall_s": round(longest, 2),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller streams, shorter runs")
+    args = parser.parse_args()
+    result: dict[str, Any] = {"benchmark": "stream-worker", "pure": pure(args.quick)}
+    work = Path(tempfile.mkdtemp(prefix="tailor-bench-worker-"))
+    with KafkaBroker() as broker:
+        result["throughput"] = throughput(broker, work, args.quick)
+        result["rolling_restart"] = rolling_restart(broker, work, args.quick)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

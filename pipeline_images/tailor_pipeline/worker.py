@@ -1,0 +1,501 @@
+"""The stream worker: click events in, user profiles and trending items out, exactly once.
+
+Read-process-write runs in Kafka transactions (KIP-447): profile updates, trending
+snapshots, dead letters and the consumer offsets of one batch commit together or not at all.
+So the profiles topic always holds exactly the state after the committed offsets, and a new
+owner of a partition rebuilds that state by reading the partition's profiles to the end
+before it consumes a single event.
+
+Partition ``p`` of the events topic writes its profiles to partition ``p % n`` of the
+profiles topic (``n`` = its partition count, equal to the events' by default) and its
+trending state under key ``"p"``; restore reads the same places.
+
+Group membership is cooperative-sticky with static membership (``group.instance.id`` = the
+pod name): a restarting worker gets its partitions back without a rebalance, and a rebalance
+only moves the partitions that change owner while the rest keep flowing. Zombie fencing
+comes from the consumer-group metadata sent with the offsets: a worker that lost its
+partitions can no longer commit for them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+from prometheus_client import Counter, Gauge, Histogram
+
+from tailor_pipeline import events, profile_codec
+from tailor_pipeline.features import Profile, Trending, update_profile, update_trending
+from tailor_pipeline.settings import PipelineSettings
+
+_log = logging.getLogger("tailor.worker")
+
+EVENTS = Counter("tailor_worker_events", "Events consumed, by outcome", ["result"])
+DEAD_LETTERS = Counter("tailor_worker_dead_letters", "Events sent to dead letter", ["reason"])
+LAG = Gauge("tailor_worker_consumer_lag", "Records behind the end, per partition", ["partition"])
+TXN_SECONDS = Histogram(
+    "tailor_worker_transaction_seconds",
+    "Time to commit one transaction (produce flush + offsets + commit)",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+TXN_EVENTS = Histogram(
+    "tailor_worker_transaction_events",
+    "Events per committed transaction",
+    buckets=(1, 10, 100, 500, 1000, 5000, 20000),
+)
+ABORTS = Counter("tailor_worker_aborted_transactions", "Transactions aborted and replayed")
+RESTORE_SECONDS = Histogram(
+    "tailor_worker_restore_seconds",
+    "Time to rebuild the state of newly assigned partitions",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
+PROFILES = Gauge("tailor_worker_profiles", "User profiles held in memory")
+PARTITIONS = Gauge("tailor_worker_partitions", "Events partitions assigned to this worker")
+
+RESTORE_TIMEOUT_S = 300.0
+KAFKA_TIMEOUT_S = 30.0
+CONSUME_BATCH = 1000
+
+
+class WorkerFailed(Exception):
+    """A fatal Kafka error (e.g. fenced by another instance with the same id): restart."""
+
+
+@dataclass
+class PartitionState:
+    profiles: dict[str, Profile] = field(default_factory=dict)
+    trending: Trending = field(default_factory=Trending)
+    dirty: set[str] = field(default_factory=set)
+    trending_dirty: bool = False
+    trending_written: float = 0.0
+    # Offset after the last event folded in; None until the first one.
+    next_offset: int | None = None
+
+
+def _has_records(reader: Consumer, tp: TopicPartition) -> bool:
+    low, high = reader.get_watermark_offsets(tp, timeout=KAFKA_TIMEOUT_S)
+    return bool(high > low)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class StreamWorker:
+    def __init__(
+        self,
+        settings: PipelineSettings,
+        instance_id: str,
+        environ: dict[str, str] | None = None,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        self.settings = settings
+        self.instance_id = instance_id
+        self._clock = clock
+        kafka = settings.kafka.client_config(environ)
+        worker = settings.worker
+        self._kafka = kafka
+        self._consumer = Consumer(
+            {
+                **kafka,
+                "group.id": worker.group_id,
+                "group.instance.id": instance_id,
+                "partition.assignment.strategy": "cooperative-sticky",
+                "session.timeout.ms": worker.session_timeout_ms,
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "isolation.level": "read_committed",
+                "auto.offset.reset": "earliest",
+                "statistics.interval.ms": 5000,
+                "stats_cb": self._on_stats,
+                "logger": _log,
+            }
+        )
+        self._producer = Producer(
+            {
+                **kafka,
+                "transactional.id": f"{worker.group_id}.{instance_id}",
+                "transaction.timeout.ms": worker.transaction_timeout_ms,
+                "linger.ms": 5,
+                "compression.type": "lz4",
+                "logger": _log,
+            }
+        )
+        self._topics = settings.topics
+        self._weights = settings.features.event_weights
+        self._parts: dict[int, PartitionState] = {}
+        self._pending = 0
+        self._txn_started = time.monotonic()
+        self._rewind_needed = False
+        self._assigned_once = False
+        self._restoring = False
+        self._fatal: str | None = None
+        self._lag_partitions: set[int] = set()
+        self._partition_counts: dict[str, int] = {}
+
+    # --- health -------------------------------------------------------------------------
+
+    def ready(self) -> tuple[bool, str]:
+        if self._fatal:
+            return False, self._fatal
+        if not self._assigned_once:
+            return False, "waiting for a partition assignment"
+        if self._restoring:
+            return False, "restoring state of assigned partitions"
+        return True, f"ok: {len(self._parts)} partitions"
+
+    def alive(self) -> tuple[bool, str]:
+        return (False, self._fatal) if self._fatal else (True, "ok")
+
+    # --- the loop -----------------------------------------------------------------------
+
+    def run(self, should_stop: Callable[[], bool]) -> None:
+        """Consume until ``should_stop()``; then commit what was processed and leave."""
+        self._producer.init_transactions(KAFKA_TIMEOUT_S)
+        self._consumer.subscribe(
+            [self._topics.events],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        self._begin()
+        interval = self.settings.worker.transaction_interval_ms / 1000.0
+        max_events = self.settings.worker.transaction_max_events
+        try:
+            while not should_stop():
+                batch = self._consumer.consume(num_messages=CONSUME_BATCH, timeout=0.05)
+                if self._rewind_needed:
+                    self._rewind()
+                    continue
+                if batch:
+                    now = self._clock()
+                    for message in batch:
+                        self._process(message, now)
+                if self._pending and (
+                    self._pending >= max_events or time.monotonic() - self._txn_started >= interval
+                ):
+                    self._commit()
+            if self._pending:
+                self._commit()
+            _log.info("Stopping: committed, leaving the group")
+        finally:
+            self._consumer.close()
+
+    def _process(self, message: Message, now: int) -> None:
+        error = message.error()
+        if error is not None:
+            if error.code() != KafkaError._PARTITION_EOF:
+                _log.warning("Consumer error: %s", error)
+            return
+        partition = message.partition()
+        assert partition is not None
+        state = self._parts.get(partition)
+        if state is None:  # a record fetched just before its partition was revoked
+            return
+        result = events.decode(message.value(), self._weights, now)
+        if isinstance(result, events.Rejected):
+            self._dead_letter(message, result)
+        else:
+            profile = state.profiles.get(result.user_id)
+            if profile is None:
+                profile = state.profiles[result.user_id] = Profile()
+            update_profile(profile, result, self.settings.features)
+            update_trending(state.trending, result, self.settings.features)
+            state.dirty.add(result.user_id)
+            state.trending_dirty = True
+            EVENTS.labels("processed").inc()
+        offset = message.offset()
+        assert offset is not None
+        state.next_offset = offset + 1
+        self._pending += 1
+
+    def _dead_letter(self, message: Message, rejected: events.Rejected) -> None:
+        headers = [
+            ("tailor.reason", rejected.reason.encode()),
+            ("tailor.error", rejected.error[:1000].encode()),
+            ("tailor.source.topic", str(message.topic()).encode()),
+            ("tailor.source.partition", str(message.partition()).encode()),
+            ("tailor.source.offset", str(message.offset()).encode()),
+        ]
+        self._produce(self._topics.dead_letter, message.key(), message.value(), None, headers)
+        DEAD_LETTERS.labels(rejected.reason).inc()
+        EVENTS.labels("dead_letter").inc()
+
+    def _produce(
+        self,
+        topic: str,
+        key: str | bytes | None,
+        value: bytes | None,
+        partition: int | None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        kwargs: dict[str, Any] = {"key": key, "value": value}
+        if partition is not None:
+            kwargs["partition"] = partition
+        if headers:
+            kwargs["headers"] = headers
+        while True:
+            try:
+                self._producer.produce(topic, **kwargs)
+                return
+            except BufferError:
+                self._producer.poll(0.1)  # the local queue is full: let it drain
+
+    # --- transactions -------------------------------------------------------------------
+
+    def _begin(self) -> None:
+        self._producer.begin_transaction()
+        self._txn_started = time.monotonic()
+        self._pending = 0
+
+    def _commit(self) -> bool:
+        """Write the batch's state and offsets and commit; on failure replay from Kafka."""
+        started = time.monotonic()
+        events_in_txn = self._pending
+        try:
+            self._write_state()
+            offsets = [
+                TopicPartition(self._topics.events, p, s.next_offset)
+                for p, s in self._parts.items()
+                if s.next_offset is not None
+            ]
+            if offsets:
+                self._producer.send_offsets_to_transaction(
+                    offsets, self._consumer.consumer_group_metadata(), KAFKA_TIMEOUT_S
+                )
+            self._commit_with_retries()
+        except KafkaException as exc:
+            self._abort(exc)
+            return False
+        TXN_SECONDS.observe(time.monotonic() - started)
+        TXN_EVENTS.observe(events_in_txn)
+        PROFILES.set(sum(len(s.profiles) for s in self._parts.values()))
+        self._begin()
+        return True
+
+    def _commit_with_retries(self) -> None:
+        while True:
+            try:
+                self._producer.commit_transaction(KAFKA_TIMEOUT_S)
+                return
+            except KafkaException as exc:
+                error: KafkaError = exc.args[0]
+                if error.retriable() and not error.txn_requires_abort() and not error.fatal():
+                    _log.warning("Commit failed, retrying: %s", error)
+                    continue
+                raise
+
+    def _write_state(self) -> None:
+        profiles_n = self._partition_counts[self._topics.profiles]
+        trending_n = self._partition_counts[self._topics.trending]
+        trending_every = self.settings.worker.trending_interval_ms / 1000.0
+        now = time.monotonic()
+        for partition, state in self._parts.items():
+            target = partition % profiles_n
+            for user in state.dirty:
+                value = profile_codec.encode_profile(state.profiles[user])
+                self._produce(self._topics.profiles, user, value, target)
+            state.dirty.clear()
+            if state.trending_dirty and now - state.trending_written >= trending_every:
+                value = profile_codec.encode_trending(state.trending)
+                self._produce(self._topics.trending, str(partition), value, partition % trending_n)
+                state.trending_dirty = False
+                state.trending_written = now
+
+    def _abort(self, exc: KafkaException) -> None:
+        error: KafkaError = exc.args[0]
+        if error.fatal():
+            self._fatal = f"fatal Kafka error: {error}"
+            raise WorkerFailed(self._fatal) from exc
+        _log.warning("Transaction failed, aborting and replaying from Kafka: %s", error)
+        ABORTS.inc()
+        try:
+            self._producer.abort_transaction(KAFKA_TIMEOUT_S)
+        except KafkaException as abort_exc:
+            if abort_exc.args[0].fatal():
+                self._fatal = f"fatal Kafka error: {abort_exc.args[0]}"
+                raise WorkerFailed(self._fatal) from abort_exc
+            raise
+        self._rewind_needed = True
+        self._begin()
+
+    def _rewind(self) -> None:
+        """After an abort: state and positions back to what Kafka has committed."""
+        self._rewind_needed = False
+        owned = [TopicPartition(self._topics.events, p) for p in self._parts]
+        if not owned:
+            return
+        committed = self._consumer.committed(owned, KAFKA_TIMEOUT_S)
+        self._restore([tp.partition for tp in committed])
+        for tp in committed:
+            offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+            self._consumer.seek(TopicPartition(self._topics.events, tp.partition, offset))
+
+    # --- rebalances ---------------------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assigned_once = True
+        if not partitions:
+            return
+        started = time.monotonic()
+        self._restoring = True
+        try:
+            committed = consumer.committed(partitions, KAFKA_TIMEOUT_S)
+            self._restore([tp.partition for tp in partitions])
+        finally:
+            self._restoring = False
+        consumer.incremental_assign(committed)
+        PARTITIONS.set(len(self._parts))
+        elapsed = time.monotonic() - started
+        RESTORE_SECONDS.observe(elapsed)
+        _log.info(
+            "Assigned partitions %s; restored %d profiles in %.2fs",
+            sorted(tp.partition for tp in partitions),
+            sum(len(self._parts[tp.partition].profiles) for tp in partitions),
+            elapsed,
+            extra={"partitions": sorted(tp.partition for tp in partitions)},
+        )
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Commit what was done for them while we still own them; a failure here replays.
+        if self._pending:
+            self._commit()
+        self._drop(partitions)
+        _log.info("Revoked partitions %s", sorted(tp.partition for tp in partitions))
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Someone else may own them already: nothing of this transaction may commit.
+        _log.warning("Lost partitions %s", sorted(tp.partition for tp in partitions))
+        try:
+            self._producer.abort_transaction(KAFKA_TIMEOUT_S)
+            ABORTS.inc()
+        except KafkaException as exc:
+            if exc.args[0].fatal():
+                self._fatal = f"fatal Kafka error: {exc.args[0]}"
+                raise WorkerFailed(self._fatal) from exc
+        self._drop(partitions)
+        self._rewind_needed = True
+        self._begin()
+
+    def _drop(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self._parts.pop(tp.partition, None)
+            if tp.partition in self._lag_partitions:
+                self._lag_partitions.discard(tp.partition)
+                LAG.remove(str(tp.partition))
+        PARTITIONS.set(len(self._parts))
+
+    # --- restore ------------------------------------------------------------------------
+
+    def _refresh_partition_counts(self) -> None:
+        """Partition counts of the output topics: read at each assignment (partitions can
+        only grow, and the operator grows all of a pipeline's topics together), never per
+        batch: a metadata request takes hundreds of ms on a busy client."""
+        for topic in (self._topics.profiles, self._topics.trending):
+            metadata = self._producer.list_topics(topic, timeout=KAFKA_TIMEOUT_S)
+            count = len(metadata.topics[topic].partitions)
+            if count == 0:
+                raise WorkerFailed(f"topic {topic} does not exist")
+            self._partition_counts[topic] = count
+
+    def _restore(self, partitions: list[int]) -> None:
+        """Rebuild the state of ``partitions`` from the profiles and trending topics."""
+        self._refresh_partition_counts()
+        profiles_n = self._partition_counts[self._topics.profiles]
+        trending_n = self._partition_counts[self._topics.trending]
+        wanted = {p: PartitionState() for p in partitions}
+        by_profile_partition: dict[int, list[int]] = {}
+        for p in partitions:
+            by_profile_partition.setdefault(p % profiles_n, []).append(p)
+        sources = [
+            TopicPartition(self._topics.profiles, q, OFFSET_BEGINNING) for q in by_profile_partition
+        ] + [
+            TopicPartition(self._topics.trending, q, OFFSET_BEGINNING)
+            for q in {p % trending_n for p in partitions}
+        ]
+        reader = Consumer(
+            {
+                **self._kafka,
+                "group.id": f"{self.settings.worker.group_id}.restore",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "enable.partition.eof": True,
+                "fetch.max.bytes": 64 * 1024 * 1024,
+                # Reading to the end is all it does: do not let the broker wait for more.
+                "fetch.wait.max.ms": 10,
+                "logger": _log,
+            }
+        )
+        try:
+            # Empty partitions (a new pipeline) need no read at all.
+            sources = [tp for tp in sources if _has_records(reader, tp)]
+            if sources:
+                reader.assign(sources)
+            remaining = {(tp.topic, tp.partition) for tp in sources}
+            deadline = time.monotonic() + RESTORE_TIMEOUT_S
+            while remaining:
+                if time.monotonic() > deadline:
+                    raise WorkerFailed(f"restore did not reach the end of {sorted(remaining)}")
+                for message in reader.consume(num_messages=10000, timeout=0.1):
+                    error = message.error()
+                    if error is not None:
+                        if error.code() == KafkaError._PARTITION_EOF:
+                            remaining.discard((message.topic(), message.partition()))
+                        else:
+                            _log.warning("Restore read error: %s", error)
+                        continue
+                    self._restore_record(message, wanted, by_profile_partition)
+        finally:
+            reader.close()
+        self._parts.update(wanted)
+
+    def _restore_record(
+        self,
+        message: Message,
+        wanted: dict[int, PartitionState],
+        by_profile_partition: dict[int, list[int]],
+    ) -> None:
+        key = message.key()
+        if key is None:
+            return
+        value = message.value()
+        if message.topic() == self._topics.trending:
+            state = wanted.get(int(key)) if key.isdigit() else None
+            if state is not None and value is not None:
+                state.trending = profile_codec.decode_trending(value)
+            return
+        user = key.decode()
+        partition = message.partition()
+        assert partition is not None
+        for p in by_profile_partition.get(partition, ()):
+            if value is None:
+                wanted[p].profiles.pop(user, None)
+                continue
+            try:
+                wanted[p].profiles[user] = profile_codec.decode_profile(value)
+            except (profile_codec.UnsupportedFormat, ValueError) as exc:
+                _log.warning("Skipping the stored profile of %r: %s", user, exc)
+
+    # --- metrics ------------------------------------------------------------------------
+
+    def _on_stats(self, raw: str) -> None:
+        stats = json.loads(raw)
+        topic = stats.get("topics", {}).get(self._topics.events, {})
+        for name, partition in topic.get("partitions", {}).items():
+            lag = partition.get("consumer_lag", -1)
+            if name != "-1" and lag >= 0 and int(name) in self._parts:
+                self._lag_partitions.add(int(name))
+                LAG.labels(name).set(lag)
