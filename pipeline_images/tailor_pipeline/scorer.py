@@ -1,0 +1,413 @@
+"""The scorer: ``POST /v1/decide`` answers what a user should see now, in milliseconds.
+
+Every replica holds every profile: a background thread reads the profiles and trending
+topics (all partitions, ``read_committed``) into memory, keeping each profile in its compact
+wire form and decoding it per request. ``/readyz`` turns 200 once the model is verified and
+loaded and the table has reached the end offsets that existed at start; from then on a click
+the worker commits reaches the next decision within the worker's transaction interval.
+
+Decisions are logged to the decisions topic by a background thread from a bounded queue:
+the request never waits on Kafka, and a full queue drops log lines (counted), not requests.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+from aiohttp import web
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+from tailor_pipeline import model as model_file
+from tailor_pipeline import profile_codec
+from tailor_pipeline.features import Profile, Trending, decayed, top
+from tailor_pipeline.model import Model, ModelError
+from tailor_pipeline.ranking import RankingSettings, rank
+from tailor_pipeline.settings import ModelRef, PipelineSettings
+
+_log = logging.getLogger("tailor.scorer")
+
+REQUESTS = Counter("tailor_scorer_requests", "Decision requests by HTTP status", ["code"])
+DECISION_SECONDS = Histogram(
+    "tailor_scorer_decision_seconds",
+    "Time to rank one request (inside the handler)",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
+)
+PROFILES = Gauge("tailor_scorer_profiles", "User profiles held in memory")
+MODEL_INFO = Gauge("tailor_scorer_model_info", "The loaded model", ["name", "version"])
+LOGGED = Counter("tailor_scorer_decisions_logged", "Decisions written to the decisions topic")
+DROPPED = Counter("tailor_scorer_decision_log_dropped", "Decision log lines dropped (queue full)")
+
+MAX_BODY_BYTES = 64 * 1024
+MAX_K = 100
+TRENDING_TOP = 200
+TRENDING_REFRESH_S = 1.0
+
+
+class DecideRequest(msgspec.Struct, forbid_unknown_fields=True):
+    user_id: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    k: Annotated[int, msgspec.Meta(ge=1, le=MAX_K)] | None = None
+    context: dict[str, Any] | None = None
+    exclude: Annotated[list[str], msgspec.Meta(max_length=1000)] | None = None
+    candidates: Annotated[list[str], msgspec.Meta(max_length=10_000)] | None = None
+
+
+_decide_decoder = msgspec.json.Decoder(DecideRequest)
+
+
+class ProfileTable:
+    """Profiles and trending of every partition, fed from Kafka by one thread."""
+
+    def __init__(self, settings: PipelineSettings, kafka: dict[str, str]) -> None:
+        self._settings = settings
+        self._kafka = kafka
+        self.profiles: dict[str, bytes] = {}
+        self._trending: dict[str, Trending] = {}
+        self.trending: list[tuple[str, float]] = []
+        self.caught_up = threading.Event()
+        self.error: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="profile-table", daemon=True)
+
+    def start(self) -> ProfileTable:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def profile(self, user: str) -> Profile | None:
+        value = self.profiles.get(user)
+        return profile_codec.decode_profile(value) if value is not None else None
+
+    def _run(self) -> None:
+        topics = self._settings.topics
+        reader = Consumer(
+            {
+                **self._kafka,
+                "group.id": f"{self._settings.namespace}.{self._settings.pipeline}.scorer",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "enable.partition.eof": True,
+                "fetch.wait.max.ms": 50,
+            }
+        )
+        try:
+            sources = []
+            for topic in (topics.profiles, topics.trending):
+                partitions = reader.list_topics(topic, timeout=30).topics[topic].partitions
+                if not partitions:
+                    self.error = f"topic {topic} does not exist"
+                    _log.error("Cannot read profiles: %s", self.error)
+                    return
+                sources += [TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions]
+            reader.assign(sources)
+            # Caught up = every partition reached the end it had when we started (EOF once).
+            behind = {(tp.topic, tp.partition) for tp in sources}
+            started, refreshed = time.monotonic(), 0.0
+            while not self._stop.is_set():
+                for message in reader.consume(num_messages=10_000, timeout=0.1):
+                    error = message.error()
+                    if error is not None:
+                        if error.code() == KafkaError._PARTITION_EOF and behind:
+                            behind.discard((message.topic(), message.partition()))
+                            if not behind:
+                                self._caught_up(started)
+                        elif error.code() != KafkaError._PARTITION_EOF:
+                            _log.warning("Profile read error: %s", error)
+                        continue
+                    self._apply(message.topic(), message.key(), message.value())
+                if time.monotonic() - refreshed >= TRENDING_REFRESH_S:
+                    self._refresh_trending()
+                    refreshed = time.monotonic()
+        except Exception as exc:  # the service must report this, not die silently
+            self.error = f"profile table stopped: {exc}"
+            _log.exception("Profile table stopped")
+        finally:
+            reader.close()
+
+    def _caught_up(self, started: float) -> None:
+        self._refresh_trending()
+        PROFILES.set(len(self.profiles))
+        _log.info(
+            "Caught up: %d profiles in %.2fs",
+            len(self.profiles),
+            time.monotonic() - started,
+            extra={"profiles": len(self.profiles)},
+        )
+        self.caught_up.set()
+
+    def _apply(self, topic: str | None, key: bytes | None, value: bytes | None) -> None:
+        if key is None:
+            return
+        if topic == self._settings.topics.profiles:
+            user = key.decode()
+            if value is None:
+                self.profiles.pop(user, None)
+            else:
+                self.profiles[user] = value
+            return
+        if value is not None:
+            try:
+                self._trending[key.decode()] = profile_codec.decode_trending(value)
+            except (profile_codec.UnsupportedFormat, ValueError) as exc:
+                _log.warning("Skipping trending of partition %s: %s", key, exc)
+
+    def _refresh_trending(self) -> None:
+        """Each events partition counts the items its users touched: sum them, decayed to
+        the newest partition's clock."""
+        half_life = self._settings.features.trending_half_life_s
+        partitions = list(self._trending.values())
+        clock = max((p.clock_ms for p in partitions), default=0)
+        totals: dict[str, list[float]] = {}
+        for partition in partitions:
+            for item, (score, updated) in partition.items.items():
+                entry = totals.setdefault(item, [0.0, float(clock)])
+                entry[0] += decayed(score, updated, clock, half_life)
+        self.trending = top(totals, TRENDING_TOP, clock, half_life)
+        PROFILES.set(len(self.profiles))
+
+
+class DecisionLog:
+    """Decisions to Kafka from a background thread; never blocks a request."""
+
+    def __init__(self, topic: str, kafka: dict[str, str], capacity: int = 100_000) -> None:
+        self._topic = topic
+        self._queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue(capacity)
+        self._producer = Producer(
+            {**kafka, "linger.ms": 50, "compression.type": "lz4", "enable.idempotence": True}
+        )
+        self._thread = threading.Thread(target=self._run, name="decision-log", daemon=True)
+
+    def start(self) -> DecisionLog:
+        self._thread.start()
+        return self
+
+    def log(self, user: str, record: bytes) -> None:
+        try:
+            self._queue.put_nowait((user, record))
+        except queue.Full:
+            DROPPED.inc()
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=10)
+        self._producer.flush(10)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            user, record = item
+            while True:
+                try:
+                    self._producer.produce(self._topic, key=user, value=record)
+                    break
+                except BufferError:
+                    self._producer.poll(0.1)
+            LOGGED.inc()
+            self._producer.poll(0)
+
+
+def fetch_model(ref: ModelRef, cache_dir: Path) -> Path:
+    """The artifact as a local file: a path or file:// URI as is, http(s) downloaded once
+    (streamed, with retries) into ``cache_dir`` under its digest."""
+    uri = ref.uri
+    if uri.startswith("file://"):
+        return Path(uri.removeprefix("file://"))
+    if not uri.startswith(("http://", "https://")):
+        return Path(uri)
+    import httpx
+
+    target = cache_dir / f"{ref.sha256}.tailor"
+    if target.is_file():
+        return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".part")
+    last: Exception | None = None
+    for attempt in range(1, 4):
+        try:
+            with httpx.stream("GET", uri, timeout=30.0, follow_redirects=True) as response:
+                response.raise_for_status()
+                with partial.open("wb") as f:
+                    for chunk in response.iter_bytes(1 << 20):
+                        f.write(chunk)
+            partial.replace(target)
+            return target
+        except httpx.HTTPError as exc:
+            last = exc
+            _log.warning("Model download attempt %d failed: %s", attempt, exc)
+            time.sleep(2 * attempt)
+    raise ModelError(f"cannot download {uri}: {last}")
+
+
+@dataclass
+class Scorer:
+    settings: PipelineSettings
+    table: ProfileTable
+    decisions: DecisionLog | None
+    model: Model | None = None
+    model_error: str | None = None
+    clock: Callable[[], float] = time.time
+    rng: random.Random = field(default_factory=random.Random)
+
+    def load_model(self, cache_dir: Path) -> None:
+        ref = self.settings.scorer.model
+        if ref is None:
+            _log.info("No model configured: ranking by trending items")
+            return
+        try:
+            self.model = model_file.load(fetch_model(ref, cache_dir), ref.sha256)
+        except (ModelError, OSError) as exc:
+            self.model_error = str(exc)
+            _log.error("Refusing the model %s %s: %s", ref.name, ref.version, exc)
+            return
+        if self.model.version != ref.version:
+            _log.warning(
+                "The artifact says version %s, the pipeline %s; serving as %s",
+                self.model.version,
+                ref.version,
+                ref.version,
+            )
+        MODEL_INFO.labels(ref.name, ref.version).set(1)
+        _log.info("Loaded model %s %s: %d items", ref.name, ref.version, self.model.items)
+
+    @property
+    def model_version(self) -> str | None:
+        ref = self.settings.scorer.model
+        return ref.version if ref is not None and self.model is not None else None
+
+    def ready(self) -> tuple[bool, str]:
+        if self.model_error:
+            return False, f"model refused: {self.model_error}"
+        if self.settings.scorer.model is not None and self.model is None:
+            return False, "loading the model"
+        if self.table.error:
+            return False, self.table.error
+        if not self.table.caught_up.is_set():
+            return False, "catching up on profiles"
+        return True, "ok"
+
+    def decide(self, request: DecideRequest) -> dict[str, Any]:
+        started = time.perf_counter()
+        now_ms = self.clock() * 1000.0
+        profile = self.table.profile(request.user_id)
+        scorer = self.settings.scorer
+        ranking = RankingSettings(
+            half_life_s=self.settings.features.half_life_s, epsilon=scorer.epsilon
+        )
+        ranked = rank(
+            profile,
+            self.model,
+            self.table.trending,
+            now_ms,
+            request.k or scorer.default_k,
+            ranking,
+            exclude=request.exclude or (),
+            candidates=request.candidates,
+            rng=self.rng,
+        )
+        request_id = uuid.uuid4().hex
+        response = {
+            "request_id": request_id,
+            "user_id": request.user_id,
+            "model_version": self.model_version,
+            "items": [
+                {"item_id": s.item, "score": round(s.score, 6), "reason": s.reason} for s in ranked
+            ],
+            "profile_age_ms": (
+                int(now_ms - profile.last_seen_ms) if profile and profile.last_seen_ms else None
+            ),
+        }
+        DECISION_SECONDS.observe(time.perf_counter() - started)
+        if self.decisions is not None:
+            record = {
+                **response,
+                "ts": int(now_ms),
+                "context": request.context,
+            }
+            self.decisions.log(request.user_id, json.dumps(record).encode())
+        return response
+
+
+def _error(status: int, message: str, field: str | None = None) -> web.Response:
+    REQUESTS.labels(str(status)).inc()
+    body: dict[str, Any] = {"error": message}
+    if field:
+        body["field"] = field
+    return web.json_response(body, status=status)
+
+
+def _field_of(message: str) -> str | None:
+    # msgspec: "Expected `int`, got `str` - at `$.k`"
+    marker = "at `$."
+    if marker in message:
+        return message.split(marker, 1)[1].rstrip("`").split("`")[0]
+    if "missing required field" in message:
+        return message.rsplit("`", 2)[-2]
+    if "unknown field" in message:
+        return message.rsplit("`", 2)[-2]
+    return None
+
+
+def make_app(scorer: Scorer) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
+
+    async def decide(request: web.Request) -> web.Response:
+        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+            return _error(413, f"body over {MAX_BODY_BYTES} bytes")
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, f"body over {MAX_BODY_BYTES} bytes")
+        try:
+            parsed = _decide_decoder.decode(raw)
+        except msgspec.ValidationError as exc:
+            return _error(400, str(exc), _field_of(str(exc)))
+        except msgspec.DecodeError as exc:
+            return _error(400, f"body is not JSON: {exc}")
+        ok, why = scorer.ready()
+        if not ok:
+            return _error(503, why)
+        response = scorer.decide(parsed)
+        REQUESTS.labels("200").inc()
+        return web.Response(body=msgspec.json.encode(response), content_type="application/json")
+
+    async def profile(request: web.Request) -> web.Response:
+        user = request.match_info["user_id"]
+        found = scorer.table.profile(user)
+        if found is None:
+            return _error(404, f"no profile for user {user!r}", "user_id")
+        return web.Response(body=msgspec.json.encode(found), content_type="application/json")
+
+    async def healthz(_: web.Request) -> web.Response:
+        if scorer.table.error:
+            return web.Response(status=503, text=scorer.table.error)
+        return web.Response(text="ok")
+
+    async def readyz(_: web.Request) -> web.Response:
+        ok, why = scorer.ready()
+        return web.Response(status=200 if ok else 503, text=why)
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app.router.add_post("/v1/decide", decide)
+    app.router.add_get("/v1/users/{user_id}/profile", profile)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    return app

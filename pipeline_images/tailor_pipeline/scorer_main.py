@@ -1,0 +1,62 @@
+"""``tailor-scorer``: serve decisions until SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from tailor_pipeline.observability import setup_logging
+from tailor_pipeline.scorer import DecisionLog, ProfileTable, Scorer, make_app
+from tailor_pipeline.settings import CONFIG_ENV, PipelineSettings
+
+_log = logging.getLogger("tailor.scorer")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tailor-scorer", description=__doc__)
+    parser.add_argument(
+        "--config", help=f"pipeline settings file (default ${CONFIG_ENV}, else the ConfigMap mount)"
+    )
+    parser.add_argument("--http-port", type=int, help="serving port (default: config)")
+    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument(
+        "--model-cache",
+        type=Path,
+        default=Path(os.environ.get("TAILOR_MODEL_CACHE", "/tmp/tailor-models")),
+        help="where downloaded models are kept (default $TAILOR_MODEL_CACHE or /tmp/tailor-models)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    setup_logging(logging.DEBUG if args.verbose else logging.INFO)
+    try:
+        settings = PipelineSettings.load(args.config)
+    except (OSError, ValueError) as exc:
+        _log.error("Cannot load the pipeline settings: %s", exc)
+        return 2
+
+    kafka = settings.kafka.client_config()
+    table = ProfileTable(settings, kafka).start()
+    decisions = DecisionLog(settings.topics.decisions, kafka).start()
+    scorer = Scorer(settings, table, decisions)
+    scorer.load_model(args.model_cache)
+    app = make_app(scorer)
+
+    async def stop(_: web.Application) -> None:
+        _log.info("Stopping: flushing the decision log")
+        table.stop()
+        decisions.stop()
+
+    app.on_cleanup.append(stop)
+    port = args.http_port if args.http_port is not None else settings.scorer.http_port
+    _log.info("Scorer of %s/%s on :%d", settings.namespace, settings.pipeline, port)
+    web.run_app(app, host=args.host, port=port, print=None, access_log=None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

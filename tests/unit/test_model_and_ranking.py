@@ -1,0 +1,124 @@
+"""The model artifact, training and ranking: pure, fast."""
+
+from __future__ import annotations
+
+import pytest
+
+from tailor_pipeline import model
+from tailor_pipeline.events import ClickEvent
+from tailor_pipeline.features import Profile, update_profile
+from tailor_pipeline.generator import GeneratorSettings, stream
+from tailor_pipeline.ranking import RankingSettings, rank
+from tailor_pipeline.settings import FeatureSettings
+from tailor_pipeline.train import TrainingSettings, train, write_model
+
+FEATURES = FeatureSettings(
+    half_life_s=1800,
+    recent_items=20,
+    event_weights={"view": 1, "click": 2, "add_to_cart": 4, "purchase": 8},
+)
+RANKING = RankingSettings(half_life_s=1800)
+T0 = 1_767_225_600_000
+
+
+def session(user: str, session_id: str, items: list[str], start: int) -> list[ClickEvent]:
+    return [
+        ClickEvent(
+            user_id=user,
+            item_id=i,
+            type="view",
+            ts=start + n * 1000,
+            session_id=session_id,
+            category="shoes" if i.startswith("s") else "hats",
+        )
+        for n, i in enumerate(items)
+    ]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    events = []
+    for u in range(30):
+        events += session(f"u{u}", f"a{u}", ["s1", "s2", "s3"], T0 + u * 10_000)
+        events += session(f"u{u}", f"b{u}", ["h1", "h2"], T0 + 10**7 + u * 10_000)
+    events += session("x", "lonely", ["s1", "rare"], T0 + 2 * 10**7)
+    path = tmp_path_factory.mktemp("model") / "m.tailor"
+    arrays = train(
+        sorted(events, key=lambda e: e.ts), FEATURES.event_weights, TrainingSettings(neighbours=3)
+    )
+    digest = write_model(path, arrays, "test", "v1")
+    return path, digest
+
+
+def test_training_learns_co_occurrence_with_shrinkage(trained):
+    path, digest = trained
+    m = model.load(path, digest)
+    assert (m.name, m.version, m.items) == ("test", "v1", 6)
+    s1 = m.index["s1"]
+    neighbours = [m.item_ids[j] for j in m.neighbours[s1] if j >= 0]
+    # Seen together 30 times beats seen together once, despite the rare item's tiny count.
+    assert neighbours[:2] == ["s2", "s3"] or neighbours[:2] == ["s3", "s2"]
+    assert "h1" not in neighbours
+    assert m.category_of(s1) == "shoes"
+    assert m.popularity[s1] > m.popularity[m.index["rare"]]
+
+
+def test_a_bad_artifact_is_refused_with_the_reason(trained, tmp_path):
+    path, _digest = trained
+    with pytest.raises(model.ModelError, match="sha256"):
+        model.load(path, "0" * 64)
+    truncated = tmp_path / "t.tailor"
+    truncated.write_bytes(path.read_bytes()[:-200])
+    with pytest.raises(model.ModelError, match="truncated"):
+        model.load(truncated, None)
+    foreign = tmp_path / "f.tailor"
+    foreign.write_bytes(b"PK\x03\x04" + b"\0" * 100)
+    with pytest.raises(model.ModelError, match="not a Tailor model"):
+        model.load(foreign, None)
+    future = tmp_path / "v9.tailor"
+    raw = bytearray(path.read_bytes())
+    raw[8] = 9
+    future.write_bytes(bytes(raw))
+    with pytest.raises(model.ModelError, match="format version 9"):
+        model.load(future, None)
+
+
+def test_ranking_follows_the_live_profile(trained):
+    path, digest = trained
+    m = model.load(path, digest)
+    profile = Profile()
+    update_profile(profile, session("u", "s", ["s1"], T0)[0], FEATURES)
+    ranked = rank(profile, m, [("h2", 5.0)], T0 + 1000, 3, RANKING)
+    assert [s.item for s in ranked][:2] in (["s2", "s3"], ["s3", "s2"])
+    assert ranked[0].reason == "similar to s1"
+    # A purchase is not recommended again; exclusions and candidate filters hold.
+    update_profile(
+        profile, ClickEvent(user_id="u", item_id="s2", type="purchase", ts=T0 + 2000), FEATURES
+    )
+    items = [s.item for s in rank(profile, m, [], T0 + 3000, 5, RANKING, exclude=["s3"])]
+    assert "s2" not in items
+    assert "s3" not in items
+    only = rank(profile, m, [], T0 + 3000, 5, RANKING, candidates=["h1", "h2"])
+    assert {s.item for s in only} <= {"h1", "h2"}
+
+
+def test_unknown_users_get_trending_then_popular(trained):
+    path, digest = trained
+    m = model.load(path, digest)
+    ranked = rank(None, m, [("h2", 3.0)], T0, 4, RANKING)
+    assert ranked[0].item == "h2"
+    assert ranked[0].reason == "trending now"
+    assert len(ranked) == 4
+    assert {s.reason for s in ranked[1:]} == {"popular"}
+    assert rank(None, None, [], T0, 4, RANKING) == []
+
+
+def test_the_generator_is_seeded_and_realistic():
+    settings = GeneratorSettings(seed=3, users=50, items=200, days=2)
+    first, second = list(stream(settings)), list(stream(settings))
+    assert first == second
+    assert [e.ts for e in first] == sorted(e.ts for e in first)
+    types = [e.type for e in first]
+    assert types.count("view") > types.count("click") > types.count("add_to_cart")
+    assert types.count("add_to_cart") >= types.count("purchase") > 0
+    assert first != list(stream(GeneratorSettings(seed=4, users=50, items=200, days=2)))
