@@ -307,12 +307,18 @@ class Scorer:
         profile = self.table.profile(request.user_id)
         scorer = self.settings.scorer
         ranking = RankingSettings(
-            half_life_s=self.settings.features.half_life_s, epsilon=scorer.epsilon
+            half_life_s=self.settings.features.half_life_s,
+            epsilon=scorer.epsilon,
+            exclude_purchased=scorer.exclude_purchased,
+        )
+        # Cold users get trending items, or the model's popular ones (decision.fallback).
+        trending = (
+            self.table.trending if profile is not None or scorer.fallback == "trending" else []
         )
         ranked = rank(
             profile,
             self.model,
-            self.table.trending,
+            trending,
             now_ms,
             request.k or scorer.default_k,
             ranking,

@@ -93,6 +93,8 @@ class ScorerSettings(_Settings):
     default_k: int = Field(ge=1)
     epsilon: float = Field(ge=0, le=1)
     fallback: Literal["trending", "popular"] = "trending"
+    # Never recommend what the user already bought (consumables may want False).
+    exclude_purchased: bool = True
 
 
 class PipelineSettings(_Settings):

@@ -122,3 +122,46 @@ def test_the_generator_is_seeded_and_realistic():
     assert types.count("view") > types.count("click") > types.count("add_to_cart")
     assert types.count("add_to_cart") >= types.count("purchase") > 0
     assert first != list(stream(GeneratorSettings(seed=4, users=50, items=200, days=2)))
+
+
+def scorer_with(trained, **scorer_settings):
+    from tailor_operator.render.config import pipeline_settings
+    from tailor_operator.resource import Pipeline
+    from tailor_pipeline.scorer import ProfileTable, Scorer
+
+    body = {
+        "metadata": {"namespace": "ns", "name": "p", "uid": "u"},
+        "spec": {"kafka": {"bootstrapServers": "unused:9092"}, "topics": {"events": {}}},
+    }
+    settings = pipeline_settings(Pipeline.from_body(body))
+    settings = settings.model_copy(
+        update={"scorer": settings.scorer.model_copy(update=scorer_settings)}
+    )
+    table = ProfileTable(settings, {})  # never started: filled by hand below
+    table.trending = [("h2", 3.0)]
+    path, digest = trained
+    return Scorer(settings, table, None, model=model.load(path, digest), clock=lambda: T0 / 1000)
+
+
+def test_the_scorer_honours_fallback_and_purchase_settings(trained):
+    from tailor_pipeline import profile_codec
+    from tailor_pipeline.scorer import DecideRequest
+
+    trending_first = scorer_with(trained, fallback="trending")
+    cold = trending_first.decide(DecideRequest(user_id="nobody", k=2))
+    assert cold["items"][0]["item_id"] == "h2"
+    assert cold["profile_age_ms"] is None
+    popular_first = scorer_with(trained, fallback="popular")
+    assert {i["reason"] for i in popular_first.decide(DecideRequest("nobody", k=2))["items"]} == {
+        "popular"
+    }
+
+    profile = Profile()
+    update_profile(
+        profile, ClickEvent(user_id="b", item_id="s1", type="purchase", ts=T0 - 1000), FEATURES
+    )
+    for keep, excluded in ((True, True), (False, False)):
+        scorer = scorer_with(trained, exclude_purchased=keep)
+        scorer.table.profiles["b"] = profile_codec.encode_profile(profile)
+        items = [i["item_id"] for i in scorer.decide(DecideRequest("b", k=5))["items"]]
+        assert ("s1" not in items) is excluded
