@@ -95,12 +95,21 @@ async def stop_resync(memo: kopf.Memo, **_: Any) -> None:
     runtime.stop()
 
 
-@kopf.on.event("apps", "v1", "deployments", labels=_MANAGED)
-async def child_deployment_changed(
-    type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any
-) -> None:
+async def _child_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime = memo.runtime
-    runtime.deployment_seen(type, dict(body))
+    runtime.child_seen(type, dict(body))
+
+
+# Every kind of child is watched, so a deletion or a hand edit is repaired at once, not at
+# the next resync.
+for _group, _version, _plural in (
+    ("apps", "v1", "deployments"),
+    ("", "v1", "configmaps"),
+    ("", "v1", "services"),
+    ("autoscaling", "v2", "horizontalpodautoscalers"),
+    ("policy", "v1", "poddisruptionbudgets"),
+):
+    kopf.on.event(_group, _version, _plural, labels=_MANAGED, id=f"watch-{_plural}")(_child_changed)
 
 
 def _deletes_topics(spec: kopf.Spec, **_: Any) -> bool:

@@ -16,3 +16,8 @@ TOPIC_OPERATIONS = Counter(
 STATUS_REFRESHES = Counter(
     "tailor_status_refreshes_total", "Status-only refreshes after a child's status changed."
 )
+REPAIRS = Counter(
+    "tailor_repairs_total",
+    "Children recreated or reverted after someone else deleted or changed them, by kind.",
+    ["kind"],
+)

@@ -48,9 +48,11 @@ class Outcome:
     kafka_unavailable: bool = False
     invalid: str | None = None
     topic_operations: dict[str, int] = field(default_factory=dict)
-    # Child key -> metadata.generation after the apply: a watch event with another
-    # generation means someone else changed the child's spec.
-    applied_generations: dict[str, int] = field(default_factory=dict)
+    # Child key -> its change marker after the apply (runtime.marker): a watch event with
+    # another marker means someone else changed the child.
+    applied_generations: dict[str, str] = field(default_factory=dict)
+    # Children this run created (the API server answered 201).
+    created: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -202,12 +204,24 @@ def deployment_availability(deployment: Mapping[str, Any] | None) -> _Availabili
     )
 
 
+def change_marker(child: Mapping[str, Any]) -> str:
+    """What changes when someone changes what we own: the generation where the kind keeps
+    one (status updates do not bump it), else the resourceVersion (ConfigMap, Service)."""
+    meta = child["metadata"]
+    generation = meta.get("generation")
+    return f"g{generation}" if generation else f"r{meta.get('resourceVersion')}"
+
+
 def _apply_children(
-    pipeline: Pipeline, children: list[Child], deps: Dependencies, events: list[Event]
+    pipeline: Pipeline,
+    children: list[Child],
+    deps: Dependencies,
+    events: list[Event],
+    created: list[str],
 ) -> dict[str, dict[str, Any]]:
-    """Apply or delete every child; returns the stored objects by child key."""
+    """Apply or delete every child; returns the stored objects by child key and adds the
+    ones it created to ``created``."""
     stored: dict[str, dict[str, Any]] = {}
-    created: list[str] = []
     deleted: list[str] = []
     for child in children:
         if child.manifest is None:
@@ -257,7 +271,10 @@ def reconcile(body: Mapping[str, Any], deps: Dependencies) -> Outcome:
     # Kafka and the API server share nothing: reconcile the topics while the children apply.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="topics") as pool:
         topics_future = pool.submit(_reconcile_topics, pipeline, deps)
-        stored = _apply_children(pipeline, desired_children(pipeline, deps.images), deps, events)
+        created: list[str] = []
+        stored = _apply_children(
+            pipeline, desired_children(pipeline, deps.images), deps, events, created
+        )
         topics = topics_future.result()
     if topics.status == "False" and not topics.unavailable:
         events.append(Event("Warning", topics.reason, topics.message))
@@ -286,9 +303,8 @@ def reconcile(body: Mapping[str, Any], deps: Dependencies) -> Outcome:
         kafka_unavailable=topics.unavailable,
         retry=topics.status == "False",
         topic_operations=topics.operations,
-        applied_generations={
-            key: int(obj["metadata"].get("generation", 0)) for key, obj in stored.items()
-        },
+        applied_generations={key: change_marker(obj) for key, obj in stored.items()},
+        created=created,
     )
 
 

@@ -9,7 +9,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tailor_operator import conditions, metrics, naming
-from tailor_operator.reconcile import Dependencies, Outcome, observe, reconcile
+from tailor_operator.reconcile import (
+    Dependencies,
+    Outcome,
+    change_marker,
+    observe,
+    reconcile,
+)
 
 Key = tuple[str, str]
 
@@ -17,6 +23,23 @@ _log = logging.getLogger("tailor.runtime")
 # Events of one rollout arrive in bursts; a short wait lets them become one status write.
 DEBOUNCE_SECONDS = 0.2
 RETRY_SECONDS = 10.0
+
+
+def _repairs(before: dict[str, str] | None, outcome: Outcome, same_spec: bool) -> dict[str, str]:
+    """Children this run put back: with the pipeline's spec unchanged since the last apply,
+    a child created again was deleted by someone, and a child whose marker moved had been
+    changed by someone (our apply of an unchanged manifest changes nothing)."""
+    if before is None or not same_spec:
+        return {}
+    repairs = {}
+    for child, marker in outcome.applied_generations.items():
+        if child not in before:
+            continue
+        if child in outcome.created:
+            repairs[child] = "recreated"
+        elif marker != before[child]:
+            repairs[child] = "reverted a change to"
+    return repairs
 
 
 def _slim(deployment: dict[str, Any]) -> dict[str, Any]:
@@ -44,7 +67,11 @@ class Runtime:
     _queued: dict[Key, bool] = field(default_factory=dict)
     # What the watch last showed of each pipeline's Deployments, and what we last applied.
     _deployments: dict[Key, dict[str, dict[str, Any]]] = field(default_factory=dict)
-    _applied: dict[Key, dict[str, int]] = field(default_factory=dict)
+    _applied: dict[Key, dict[str, str]] = field(default_factory=dict)
+    # The pipeline generation each _applied entry was computed for.
+    _applied_for: dict[Key, int | None] = field(default_factory=dict)
+    # Child -> marker as the watch last showed it; None once deleted.
+    _seen: dict[Key, dict[str, str | None]] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _known: set[Key] = field(default_factory=set)
     _resync: asyncio.Task[None] | None = None
@@ -72,42 +99,41 @@ class Runtime:
             for namespace, name in sorted(self._known):
                 self.trigger(namespace, name)
 
-    def deployment_seen(self, event_type: str | None, deployment: dict[str, Any]) -> None:
-        """A child Deployment changed: refresh the status, or reconcile fully when its spec
-        is not what the operator applied (deleted, or edited by someone else). Which one is
-        decided when the run starts, after any reconcile in flight recorded what it applied."""
-        meta = deployment["metadata"]
+    def child_seen(self, event_type: str | None, child: dict[str, Any]) -> None:
+        """A child changed. A Deployment's status change refreshes the pipeline's status; a
+        child deleted, or changed by someone else (its marker differs from what our last
+        apply left), is repaired by a full reconcile. Which one is decided when the run
+        starts, after any reconcile in flight recorded what it applied."""
+        meta = child["metadata"]
         pipeline = (meta.get("labels") or {}).get(naming.PIPELINE_LABEL)
         if not pipeline:
             return
         key = (meta["namespace"], pipeline)
-        seen = self._deployments.setdefault(key, {})
-        child = f"Deployment/{meta['name']}"
+        name = f"{child.get('kind')}/{meta['name']}"
+        seen = self._seen.setdefault(key, {})
         _log.debug(
-            "Saw %s %s/%s generation=%s status=%s",
-            event_type,
-            meta["namespace"],
-            meta["name"],
-            meta.get("generation"),
-            deployment.get("status"),
+            "Saw %s %s/%s marker=%s", event_type, meta["namespace"], name, change_marker(child)
         )
         if event_type == "DELETED":
-            seen.pop(child, None)
+            seen[name] = None
+            self._deployments.get(key, {}).pop(name, None)
             self.trigger(*key, full=True)
-        else:
-            seen[child] = _slim(deployment)
+            return
+        seen[name] = change_marker(child)
+        if child.get("kind") == "Deployment":
+            self._deployments.setdefault(key, {})[name] = _slim(child)
             self.trigger(*key, full=False)
+        elif self._drift(key):
+            self.trigger(*key, full=True)
 
-    def _drifted(self, key: Key) -> bool:
-        """Does a watched Deployment differ from what the last apply left (or is one gone)?"""
+    def _drift(self, key: Key) -> bool:
+        """Is a watched child not what the last apply left (deleted, or changed)?"""
         applied = self._applied.get(key)
         if applied is None:
-            return True
-        seen = self._deployments.get(key, {})
+            return False
         return any(
-            child.startswith("Deployment/")
-            and (child not in seen or seen[child]["metadata"].get("generation") != generation)
-            for child, generation in applied.items()
+            child in applied and seen != applied[child]
+            for child, seen in self._seen.get(key, {}).items()
         )
 
     def trigger(self, namespace: str, name: str, full: bool = True) -> None:
@@ -125,12 +151,14 @@ class Runtime:
         try:
             await asyncio.sleep(DEBOUNCE_SECONDS)
             async with self._lock(key):
-                full = self._queued.pop(key, True) or self._drifted(key)
+                full = self._queued.pop(key, True) or self._drift(key) or key not in self._applied
                 body = await asyncio.to_thread(self.deps.kube.get_pipeline, *key)
                 if body is None:
                     self._known.discard(key)
                     self._deployments.pop(key, None)
                     self._applied.pop(key, None)
+                    self._seen.pop(key, None)
+                    self._applied_for.pop(key, None)
                     return
                 if body["metadata"].get("deletionTimestamp"):
                     return
@@ -146,6 +174,17 @@ class Runtime:
         except Exception:
             self._queued.pop(key, None)
             _log.exception("Reconcile of %s/%s failed", *key)
+
+    async def _report_repairs(self, body: dict[str, Any], repairs: dict[str, str]) -> None:
+        for child in repairs:
+            metrics.REPAIRS.labels(child.split("/", 1)[0]).inc()
+        message = "; ".join(f"{what} {child}" for child, what in sorted(repairs.items()))
+        _log.info(
+            "Repaired %s/%s: %s", body["metadata"]["namespace"], body["metadata"]["name"], message
+        )
+        await asyncio.to_thread(
+            self.deps.kube.post_event, body, "Normal", "Repaired", message[0].upper() + message[1:]
+        )
 
     async def _observe(self, key: Key, body: dict[str, Any]) -> None:
         outcome = observe(body, self._deployments.get(key, {}), conditions.now_rfc3339())
@@ -173,11 +212,23 @@ class Runtime:
         finally:
             metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
         meta = body["metadata"]
-        self._applied[(meta["namespace"], meta["name"])] = outcome.applied_generations
+        key = (meta["namespace"], meta["name"])
+        generation = meta.get("generation")
+        repairs = _repairs(
+            self._applied.get(key),
+            outcome,
+            same_spec=self._applied_for.get(key) == generation,
+        )
+        self._applied[key] = outcome.applied_generations
+        self._applied_for[key] = generation
+        # What we just applied is what the watch will show: not drift.
+        self._seen[key] = dict(outcome.applied_generations)
         if outcome.status is not None:
             await asyncio.to_thread(
                 self.deps.kube.patch_status, meta["namespace"], meta["name"], outcome.status
             )
+        if repairs:
+            await self._report_repairs(body, repairs)
         for event in outcome.events:
             await asyncio.to_thread(
                 self.deps.kube.post_event, body, event.type, event.reason, event.message
