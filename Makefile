@@ -5,10 +5,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?= -q
 
-.PHONY: help venv bootstrap lint test unit demo crds clean-cache
+.PHONY: help venv bootstrap lint test unit demo up crds clean-cache
 
 help:
-	@echo "make demo         bring up the local control plane + Kafka, install the CRD, keep them running"
+	@echo "make demo         the whole pipeline on this machine: operator, workers, scorers, live clicks"
+	@echo "make up           only the local control plane + Kafka with the CRD, until Ctrl-C"
 	@echo "make test         bootstrap, lint (ruff, mypy, import-linter), run the whole test suite"
 	@echo "make unit         only the fast pure tests (no Kubernetes, no Kafka)"
 	@echo "make bootstrap    build/fetch etcd, Kubernetes, KWOK, helm, kind and Kafka into the cache"
@@ -40,6 +41,10 @@ test: bootstrap lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo: bootstrap
+	$(BIN)/tailor-localenv demo
+
+# The local control plane and Kafka alone, for your own experiments.
+up: bootstrap
 	$(BIN)/tailor-localenv up --crds crds
 
 crds: venv

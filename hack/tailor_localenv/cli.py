@@ -85,12 +85,13 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spawner")
     try:
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            # The JVM and the control plane start side by side: they share nothing.
-            kafka_started = pool.submit(broker.start)
-            control_plane.start()
-            kafka_started.result()
+        # The JVM and the control plane start side by side: they share nothing. The pool's
+        # thread must outlive the broker (PR_SET_PDEATHSIG follows the forking thread).
+        kafka_started = spawner.submit(broker.start)
+        control_plane.start()
+        kafka_started.result()
         kubectl = control_plane.kubectl_command()
         crds = _apply_crds(kubectl, args.crds)
         if crds:
@@ -126,6 +127,21 @@ def _cmd_up(args: argparse.Namespace) -> int:
     finally:
         control_plane.stop()
         broker.stop()
+        spawner.shutdown()
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from tailor_localenv import demo
+
+    return demo.run(
+        demo.Options(
+            headless=args.headless,
+            duration=args.duration if args.duration is not None else (60 if args.headless else 0),
+            rate=args.rate,
+            update_after=args.update_after,
+            work_dir=args.work_dir,
+        )
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,6 +163,25 @@ def main(argv: list[str] | None = None) -> int:
         help="directory of CRD YAML files to install (default: the repo's crds/)",
     )
     up.set_defaults(func=_cmd_up)
+    demo = sub.add_parser(
+        "demo", help="the whole pipeline: operator, stream workers, scorers, live clicks"
+    )
+    demo.add_argument("--headless", action="store_true", help="no screen; a JSON summary")
+    demo.add_argument(
+        "--duration", type=float, help="seconds to run (default: until Ctrl-C; headless 60)"
+    )
+    demo.add_argument("--rate", type=int, default=200, help="click events per second")
+    demo.add_argument(
+        "--update-after",
+        type=float,
+        help="seconds before the model update (default: half the duration, else 40)",
+    )
+    demo.add_argument(
+        "--work-dir",
+        type=Path,
+        help="logs, models and cluster data (default: $TAILOR_CACHE/demo, wiped at start)",
+    )
+    demo.set_defaults(func=_cmd_demo)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
@@ -159,3 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     except subprocess.CalledProcessError as exc:
         print(f"tailor-localenv: {shlex.join(exc.cmd)} failed:\n{exc.stderr}", file=sys.stderr)
         return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

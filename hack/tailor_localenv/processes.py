@@ -60,7 +60,9 @@ def http_ok(url: str, context: ssl.SSLContext | None = None, timeout: float = 3.
 def _die_with_parent() -> None:
     # Runs in the child between fork and exec: if the test runner or demo is killed with
     # SIGKILL, atexit never runs, so ask the kernel to SIGTERM the child when its parent dies.
-    # Linux only; elsewhere we rely on atexit and the process group.
+    # Linux only; elsewhere we rely on atexit and the process group. The kernel ties this to
+    # the *thread* that forked: start processes from threads that outlive them (a finished
+    # ThreadPoolExecutor worker takes its children with it).
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)

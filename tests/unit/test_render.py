@@ -101,8 +101,21 @@ def test_suspend_scales_to_zero_and_drops_hpas() -> None:
 
 def test_config_change_changes_the_pod_template_hash_and_replicas_do_not() -> None:
     base = pipeline()
-    assert config_hash(base) == config_hash(pipeline(scorer={"replicas": 7}))
-    assert config_hash(base) != config_hash(pipeline(features={"halfLife": "1h"}))
+    for component in ("stream-worker", "scorer"):
+        assert config_hash(base, component) == config_hash(
+            pipeline(scorer={"replicas": 7}), component
+        )
+        assert config_hash(base, component) != config_hash(
+            pipeline(features={"halfLife": "1h"}), component
+        )
+    # A new model rolls the scorers only; a new transaction interval the workers only.
+    model = {"name": "knn", "version": "v2", "uri": "file:///m", "sha256": "a" * 64}
+    with_model = pipeline(scorer={"model": model})
+    assert config_hash(base, "scorer") != config_hash(with_model, "scorer")
+    assert config_hash(base, "stream-worker") == config_hash(with_model, "stream-worker")
+    faster = pipeline(streamWorker={"transactionIntervalMs": 50})
+    assert config_hash(base, "stream-worker") != config_hash(faster, "stream-worker")
+    assert config_hash(base, "scorer") == config_hash(faster, "scorer")
 
 
 def test_configmap_holds_the_programs_settings() -> None:

@@ -79,15 +79,27 @@ class KafkaAdmin:
     """One admin connection to one Kafka cluster."""
 
     def __init__(self, config: Mapping[str, str]) -> None:
-        self._admin = AdminClient(
+        self._config = dict(config)
+        self._admin = self._connect()
+
+    def _connect(self) -> AdminClient:
+        return AdminClient(
             {
-                **config,
+                **self._config,
                 "socket.timeout.ms": 10000,
                 "socket.connection.setup.timeout.ms": 5000,
                 "reconnect.backoff.max.ms": 10000,
+                # A broker that just started may answer metadata without a controller;
+                # librdkafka would then wait for the next refresh (5 min by default).
+                "topic.metadata.refresh.interval.ms": 10000,
                 "logger": _log,
             }
         )
+
+    def _reconnect_after(self, exc: KafkaUnavailable) -> KafkaUnavailable:
+        """A client that got no answer is replaced: its view of the cluster may be stuck."""
+        self._admin = self._connect()
+        return exc
 
     def describe(self, names: Iterable[str]) -> dict[str, ActualTopic]:
         """The topics among ``names`` that exist, with partitions, RF and topic-level configs.
@@ -100,7 +112,9 @@ class KafkaAdmin:
                 present[name] = future.result(timeout=TIMEOUT_S)
             except Exception as exc:
                 if _unreachable(exc):
-                    raise KafkaUnavailable(f"cannot describe topics: {_kafka_reason(exc)}") from exc
+                    raise self._reconnect_after(
+                        KafkaUnavailable(f"cannot describe topics: {_kafka_reason(exc)}")
+                    ) from exc
                 if _missing(exc):
                     continue
                 raise TopicOperationFailed(f"describe {name}: {_kafka_reason(exc)}") from exc
@@ -113,7 +127,7 @@ class KafkaAdmin:
                 entries = future.result(timeout=TIMEOUT_S)
             except Exception as exc:
                 if _unreachable(exc):
-                    raise KafkaUnavailable(_kafka_reason(exc)) from exc
+                    raise self._reconnect_after(KafkaUnavailable(_kafka_reason(exc))) from exc
                 raise TopicOperationFailed(
                     f"describe configs of {resource.name}: {_kafka_reason(exc)}"
                 ) from exc
@@ -134,6 +148,12 @@ class KafkaAdmin:
 
     def execute(self, plan: TopicPlan) -> list[str]:
         """Carry out a plan; returns Kafka's reasons for what it refused (the rest is done)."""
+        try:
+            return self._execute(plan)
+        except KafkaUnavailable as exc:
+            raise self._reconnect_after(exc) from exc.__cause__
+
+    def _execute(self, plan: TopicPlan) -> list[str]:
         failures: list[str] = []
         if plan.create:
             new = [_new_topic(t) for t in plan.create]
@@ -161,7 +181,10 @@ class KafkaAdmin:
     def delete(self, names: list[str]) -> list[str]:
         """Delete topics; a topic already gone is not a failure."""
         futures = self._admin.delete_topics(names, operation_timeout=TIMEOUT_S)
-        failures = _wait(futures, "delete")
+        try:
+            failures = _wait(futures, "delete")
+        except KafkaUnavailable as exc:
+            raise self._reconnect_after(exc) from exc.__cause__
         return [f for f in failures if "UNKNOWN_TOPIC_OR_PART" not in f]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 from tailor_operator import api, naming
@@ -57,9 +58,19 @@ def config_json(pipeline: Pipeline) -> str:
     return pipeline_settings(pipeline).model_dump_json(indent=2)
 
 
-def config_hash(pipeline: Pipeline) -> str:
-    """Goes on the pod templates, so a configuration change rolls the pods."""
-    return hashlib.sha256(config_json(pipeline).encode()).hexdigest()[:16]
+# The sections of the settings a component never reads: changing them must not roll it
+# (a new model rolls the scorers, not the stream workers).
+_UNREAD: dict[naming.Component, set[str]] = {
+    "stream-worker": {"scorer"},
+    "scorer": {"worker"},
+    "config": set(),
+}
+
+
+def config_hash(pipeline: Pipeline, component: naming.Component) -> str:
+    """Goes on a component's pod template, so a change of what it reads rolls its pods."""
+    read = pipeline_settings(pipeline).model_dump(mode="json", exclude=_UNREAD[component])
+    return hashlib.sha256(json.dumps(read, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def desired_config_map(pipeline: Pipeline) -> dict[str, Any]:

@@ -113,7 +113,7 @@ def _deployment(
         "template": {
             "metadata": {
                 "labels": naming.labels(pipeline.name, component),
-                "annotations": {naming.CONFIG_HASH_ANNOTATION: config_hash(pipeline)},
+                "annotations": {naming.CONFIG_HASH_ANNOTATION: config_hash(pipeline, component)},
             },
             "spec": {
                 "automountServiceAccountToken": False,
