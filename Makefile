@@ -13,7 +13,7 @@ help:
 	@echo "make test         bootstrap, lint (ruff, mypy, import-linter), run the whole test suite"
 	@echo "make unit         only the fast pure tests (no Kubernetes, no Kafka)"
 	@echo "make bootstrap    build/fetch etcd, Kubernetes, KWOK, helm, kind and Kafka into the cache"
-	@echo "make crds         regenerate crds/ from the pydantic models"
+	@echo "make crds         regenerate crds/ and the chart's CRD from the pydantic models"
 	@echo "make clean-cache  delete the bootstrap cache (\$${TAILOR_CACHE:-~/.cache/tailor})"
 
 # Reinstall only when pyproject.toml changes.
@@ -48,7 +48,7 @@ up: bootstrap
 	$(BIN)/tailor-localenv up --crds crds
 
 crds: venv
-	$(BIN)/python -m tailor_operator.crd_gen crds
+	$(BIN)/python -m tailor_operator.crd_gen crds charts/tailor/crds
 
 clean-cache:
 	rm -rf "$${TAILOR_CACHE:-$${XDG_CACHE_HOME:-$$HOME/.cache}/tailor}"

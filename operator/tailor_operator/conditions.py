@@ -36,6 +36,7 @@ class Reason(StrEnum):
     COMPONENTS_NOT_READY = "ComponentsNotReady"
     AS_EXPECTED = "AsExpected"
     COMPONENT_FAILING = "ComponentFailing"
+    FORBIDDEN = "Forbidden"
 
 
 def now_rfc3339() -> str:

@@ -1,4 +1,5 @@
-"""Writes crds/*.yaml from the pydantic API models: `python -m tailor_operator.crd_gen crds`."""
+"""Writes the CRD from the pydantic API models: `python -m tailor_operator.crd_gen DIR...`
+(`make crds` writes crds/ and the Helm chart's charts/tailor/crds/)."""
 
 from __future__ import annotations
 
@@ -152,20 +153,24 @@ def render() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("directory", type=Path, help="where to write the CRD (e.g. crds)")
-    parser.add_argument("--check", action="store_true", help="fail if the file is stale")
+    parser.add_argument(
+        "directories", type=Path, nargs="+", help="where to write the CRD (e.g. crds)"
+    )
+    parser.add_argument("--check", action="store_true", help="fail if a file is stale")
     args = parser.parse_args(argv)
-    path: Path = args.directory / FILE_NAME
     text = render()
-    if args.check:
-        if not path.is_file() or path.read_text() != text:
-            print(f"{path} is stale: run `make crds`", file=sys.stderr)
-            return 1
-        return 0
-    args.directory.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    print(f"wrote {path}")
-    return 0
+    stale = 0
+    for directory in args.directories:
+        path: Path = directory / FILE_NAME
+        if args.check:
+            if not path.is_file() or path.read_text() != text:
+                print(f"{path} is stale: run `make crds`", file=sys.stderr)
+                stale = 1
+            continue
+        directory.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(f"wrote {path}")
+    return stale
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ a child's change, a timer): the same spec always leads to the same world.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pydantic
+from kubernetes.client.exceptions import ApiException
 
 from tailor_operator import api, conditions, naming, topic_plan
 from tailor_operator.adapters.kafka_admin import (
@@ -259,6 +261,32 @@ def _invalid(body: Mapping[str, Any], exc: pydantic.ValidationError, now: str) -
     return Outcome(status=_changed(previous, status), invalid=message)
 
 
+def _api_message(exc: ApiException) -> str:
+    try:
+        return str(json.loads(exc.body)["message"])
+    except (TypeError, ValueError, KeyError):
+        return str(exc.reason)
+
+
+def _forbidden(body: Mapping[str, Any], message: str, now: str) -> Outcome:
+    """The API server refused: say who may not do what, and retry (RBAC can be fixed)."""
+    previous = _previous_status(body)
+    generation = int(body["metadata"].get("generation", 0))
+    text = f"the operator's RBAC does not allow this: {message}"
+    conds = conditions.set_condition(
+        previous.conditions, conditions.READY, "False", Reason.FORBIDDEN, text, generation, now
+    )
+    conds = conditions.set_condition(
+        conds, conditions.DEGRADED, "True", Reason.FORBIDDEN, text, generation, now
+    )
+    status = previous.model_copy(update={"conditions": conds})
+    return Outcome(
+        status=_changed(previous, status),
+        events=[Event("Warning", Reason.FORBIDDEN, text)],
+        retry=True,
+    )
+
+
 def reconcile(body: Mapping[str, Any], deps: Dependencies) -> Outcome:
     """Bring the world to the pipeline's spec once; never raises for expected failures."""
     now = deps.now()
@@ -272,9 +300,15 @@ def reconcile(body: Mapping[str, Any], deps: Dependencies) -> Outcome:
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="topics") as pool:
         topics_future = pool.submit(_reconcile_topics, pipeline, deps)
         created: list[str] = []
-        stored = _apply_children(
-            pipeline, desired_children(pipeline, deps.images), deps, events, created
-        )
+        try:
+            stored = _apply_children(
+                pipeline, desired_children(pipeline, deps.images), deps, events, created
+            )
+        except ApiException as exc:
+            if exc.status != 403:
+                raise
+            topics_future.result()
+            return _forbidden(body, _api_message(exc), now)
         topics = topics_future.result()
     if topics.status == "False" and not topics.unavailable:
         events.append(Event("Warning", topics.reason, topics.message))

@@ -55,6 +55,7 @@ class OperatorRunner:
         resync_seconds: float = 5.0,
         extra: tuple[str, ...] = (),
         wait: bool = True,
+        kubeconfig: str | None = None,
     ) -> ManagedProcess:
         port = free_port()
         proc = ManagedProcess(
@@ -72,7 +73,7 @@ class OperatorRunner:
             self.log_dir,
             env={
                 **os.environ,
-                "KUBECONFIG": self.kube.kubeconfig,
+                "KUBECONFIG": kubeconfig or self.kube.kubeconfig,
                 "TAILOR_RESYNC_SECONDS": str(resync_seconds),
                 "TAILOR_DELETE_RETRIES": "3",
             },

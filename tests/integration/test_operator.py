@@ -512,3 +512,35 @@ def test_deleted_and_edited_children_are_repaired_from_the_watch(kube, kafka, op
         assert child in repairs, repairs
     _, body = http_get(f"http://127.0.0.1:{metrics_port}/metrics")
     assert 'tailor_repairs_total{kind="Service"}' in body.decode()
+
+
+def test_a_directory_applied_twice_converges_once(kube, kafka, operator, namespace, tmp_path):
+    """The GitOps path: `kubectl apply -f DIR` of every example; the second apply of the same
+    directory writes nothing (no spec, no status, no child churn)."""
+    directory = tmp_path / "pipelines"
+    directory.mkdir()
+    names = []
+    for example in sorted((REPO / "examples").glob("*.yaml")):
+        manifest = read_example(example.name, kafka)
+        names.append(manifest["metadata"]["name"])
+        (directory / example.name).write_text(yaml.safe_dump(manifest))
+    operator.start(namespace)
+    kube.kubectl("apply", "-n", namespace, "-f", str(directory))
+    for name in names:
+        kube.kubectl(
+            "wait", "--for=condition=Ready", f"ppl/{name}", "-n", namespace, "--timeout=120s"
+        )
+    # Let everything settle first (pods starting, the HPAs taking their Deployments to
+    # minReplicas): nothing written for 8 s.
+    before, quiet_since = writes(kube, namespace), time.monotonic()
+    deadline = time.monotonic() + 90
+    while time.monotonic() - quiet_since < 8:
+        assert time.monotonic() < deadline, "the pipelines never settled"
+        time.sleep(1)
+        current = writes(kube, namespace)
+        if current != before:
+            before, quiet_since = current, time.monotonic()
+    out = kube.kubectl("apply", "-n", namespace, "-f", str(directory))
+    assert out.count("unchanged") == len(names)
+    time.sleep(7)  # more than one resync period of the operator under test
+    assert writes(kube, namespace) == before

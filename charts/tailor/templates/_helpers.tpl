@@ -1,0 +1,57 @@
+{{- define "tailor.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "tailor.serviceAccountName" -}}
+{{- default (include "tailor.fullname" .) .Values.serviceAccount.name -}}
+{{- end -}}
+
+{{- define "tailor.labels" -}}
+app.kubernetes.io/name: tailor-operator
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "tailor.selectorLabels" -}}
+app.kubernetes.io/name: tailor-operator
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "tailor.imageTag" -}}
+{{- default .Chart.AppVersion .Values.image.tag -}}
+{{- end -}}
+
+{{/* What the operator does to pipelines and their children, in the namespaces it watches. */}}
+{{- define "tailor.pipelineRules" -}}
+- apiGroups: [tailor.dev]
+  resources: [personalizationpipelines]
+  verbs: [get, list, watch, patch, update]
+- apiGroups: [tailor.dev]
+  resources: [personalizationpipelines/status]
+  verbs: [get, patch, update]
+- apiGroups: [""]
+  resources: [configmaps, services]
+  verbs: [get, list, watch, create, patch, update, delete]
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list, watch, create, patch, update, delete]
+- apiGroups: [autoscaling]
+  resources: [horizontalpodautoscalers]
+  verbs: [get, list, watch, create, patch, update, delete]
+- apiGroups: [policy]
+  resources: [poddisruptionbudgets]
+  verbs: [get, list, watch, create, patch, update, delete]
+# Kafka credentials named by spec.kafka.authSecretRef: read, never listed or written.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create, patch]
+{{- end -}}
