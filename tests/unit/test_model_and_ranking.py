@@ -134,8 +134,9 @@ def scorer_with(trained, **scorer_settings):
         "spec": {"kafka": {"bootstrapServers": "unused:9092"}, "topics": {"events": {}}},
     }
     settings = pipeline_settings(Pipeline.from_body(body))
+    # No exploration: it would put a random item in the last slot.
     settings = settings.model_copy(
-        update={"scorer": settings.scorer.model_copy(update=scorer_settings)}
+        update={"scorer": settings.scorer.model_copy(update={"epsilon": 0.0, **scorer_settings})}
     )
     table = ProfileTable(settings, {})  # never started: filled by hand below
     table.trending = [("h2", 3.0)]
@@ -165,3 +166,16 @@ def test_the_scorer_honours_fallback_and_purchase_settings(trained):
         scorer.table.profiles["b"] = profile_codec.encode_profile(profile)
         items = [i["item_id"] for i in scorer.decide(DecideRequest("b", k=5))["items"]]
         assert ("s1" not in items) is excluded
+
+
+def test_exploration_replaces_the_last_slot_with_an_unshown_item(trained):
+    import random
+
+    path, digest = trained
+    m = model.load(path, digest)
+    explore = RankingSettings(half_life_s=1800, epsilon=1.0)
+    ranked = rank(None, m, [("h2", 3.0), ("s1", 2.0)], T0, 1, explore, rng=random.Random(1))
+    assert ranked[-1].reason == "exploration"
+    assert ranked[-1].item == "s1"  # the only trending item not already shown
+    never = RankingSettings(half_life_s=1800, epsilon=0.0)
+    assert all(s.reason != "exploration" for s in rank(None, m, [("h2", 3.0)], T0, 3, never))
