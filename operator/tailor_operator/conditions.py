@@ -37,6 +37,7 @@ class Reason(StrEnum):
     AS_EXPECTED = "AsExpected"
     COMPONENT_FAILING = "ComponentFailing"
     FORBIDDEN = "Forbidden"
+    TOPIC_RECREATED = "TopicRecreated"
 
 
 def now_rfc3339() -> str:
@@ -74,6 +75,12 @@ def _order(condition: Condition) -> tuple[int, str]:
         return CONDITION_TYPES.index(condition.type), condition.type
     except ValueError:
         return len(CONDITION_TYPES), condition.type
+
+
+def age_seconds(condition: Condition, now: str) -> float:
+    """Seconds since the condition last changed status, as of ``now`` (RFC 3339)."""
+    parse = datetime.datetime.fromisoformat
+    return (parse(now) - parse(condition.last_transition_time)).total_seconds()
 
 
 def get(conditions: Sequence[Condition], type_: str) -> Condition | None:

@@ -55,6 +55,8 @@ class Outcome:
     applied_generations: dict[str, str] = field(default_factory=dict)
     # Children this run created (the API server answered 201).
     created: list[str] = field(default_factory=list)
+    # Topics this run created although the last status listed them: deleted behind our back.
+    recreated_topics: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ class _TopicsResult:
     topics: dict[str, api.TopicStatus]
     unavailable: bool = False
     operations: dict[str, int] = field(default_factory=dict)
+    created: list[str] = field(default_factory=list)
 
 
 def _reconcile_topics(pipeline: Pipeline, deps: Dependencies) -> _TopicsResult:
@@ -143,14 +146,17 @@ def _reconcile_topics(pipeline: Pipeline, deps: Dependencies) -> _TopicsResult:
         "alter_configs": len(plan.alter_configs),
     }
     missing = [t.name for t in desired if t.name not in actual]
+    created = [t.name for t in plan.create]
     if failures or missing:
         message = "; ".join(failures) or f"missing topics: {', '.join(missing)}"
-        return _TopicsResult("False", Reason.TOPIC_ERROR, message, topics, operations=operations)
+        return _TopicsResult(
+            "False", Reason.TOPIC_ERROR, message, topics, operations=operations, created=created
+        )
     message = f"{len(topics)} topics ready"
     if plan.warnings:
         message += "; " + "; ".join(plan.warnings)
     reason = Reason.TOPICS_UNMANAGED if pipeline.topics_unmanaged else Reason.TOPICS_READY
-    return _TopicsResult("True", reason, message, topics, operations=operations)
+    return _TopicsResult("True", reason, message, topics, operations=operations, created=created)
 
 
 @dataclass(frozen=True)
@@ -331,9 +337,28 @@ def reconcile(body: Mapping[str, Any], deps: Dependencies) -> Outcome:
         {key: obj for key, obj in stored.items() if key.startswith("Deployment/")},
         now,
     )
+    known = {t.name for t in previous.topics.values()}
+    recreated = [name for name in topics.created if name in known]
+    if recreated:
+        message = (
+            f"{', '.join(recreated)} deleted outside Tailor and recreated empty: the records"
+            " it held are gone (profiles of users whose events were there restart)"
+        )
+        events.append(Event("Warning", Reason.TOPIC_RECREATED, message))
+        alarm = conditions.set_condition(
+            status.conditions,
+            conditions.DEGRADED,
+            "True",
+            Reason.TOPIC_RECREATED,
+            message,
+            pipeline.generation,
+            now,
+        )
+        status = status.model_copy(update={"conditions": alarm})
     return Outcome(
         status=_changed(previous, status),
         events=events,
+        recreated_topics=recreated,
         kafka_unavailable=topics.unavailable,
         retry=topics.status == "False",
         topic_operations=topics.operations,
@@ -396,8 +421,15 @@ def compute_status(
         for name, a in (("stream worker", worker), ("scorer", scorer))
         if a.failing
     ]
+    alarm = conditions.get(previous.conditions, conditions.DEGRADED)
     if failing:
         put(conditions.DEGRADED, "True", Reason.COMPONENT_FAILING, "; ".join(failing))
+    elif (
+        alarm is not None
+        and alarm.reason == Reason.TOPIC_RECREATED
+        and conditions.age_seconds(alarm, now) < TOPIC_ALARM_SECONDS
+    ):
+        pass  # a recreated topic stays visible for a while, not just until the next refresh
     else:
         put(conditions.DEGRADED, "False", Reason.AS_EXPECTED, "")
     not_ready = [c.type for c in conds if c.type in _READY_PARTS and c.status != "True"]
@@ -426,6 +458,9 @@ def compute_status(
         ),
     )
 
+
+# How long Degraded=True/TopicRecreated stays after a deleted topic was recreated.
+TOPIC_ALARM_SECONDS = 600
 
 _READY_PARTS = (
     conditions.TOPICS_READY,

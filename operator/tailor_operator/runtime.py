@@ -229,6 +229,8 @@ class Runtime:
             )
         if repairs:
             await self._report_repairs(body, repairs)
+        if outcome.recreated_topics:
+            metrics.REPAIRS.labels("KafkaTopic").inc(len(outcome.recreated_topics))
         for event in outcome.events:
             await asyncio.to_thread(
                 self.deps.kube.post_event, body, event.type, event.reason, event.message

@@ -544,3 +544,35 @@ def test_a_directory_applied_twice_converges_once(kube, kafka, operator, namespa
     assert out.count("unchanged") == len(names)
     time.sleep(7)  # more than one resync period of the operator under test
     assert writes(kube, namespace) == before
+
+
+def test_a_topic_deleted_behind_the_operators_back_is_recreated_and_reported(
+    kube, kafka, operator, namespace
+):
+    operator.start(namespace, resync_seconds=2)
+    apply(kube, namespace, minimal(kafka))
+    wait_ready(kube, namespace, "storefront")
+    victim = f"{namespace}.storefront.profiles"
+    admin = AdminClient({"bootstrap.servers": kafka})
+    admin.delete_topics([victim])[victim].result(timeout=30)
+
+    degraded = wait_for(
+        lambda: (
+            (c := condition(kube, namespace, "storefront", "Degraded"))
+            and c["reason"] == "TopicRecreated"
+            and c
+        ),
+        60,
+        "Degraded=True with reason TopicRecreated",
+    )
+    assert degraded["status"] == "True"
+    assert victim in degraded["message"]
+    assert "gone" in degraded["message"]
+    assert victim in topics(kafka)
+    assert topic_config(kafka, victim)["cleanup.policy"] == "compact"
+    events = get(kube, namespace, "events")["items"]
+    assert any(e["reason"] == "TopicRecreated" and e["type"] == "Warning" for e in events)
+    # Serving goes on: the pipeline stays Ready while the alarm is up.
+    time.sleep(3)
+    assert condition(kube, namespace, "storefront", "Ready")["status"] == "True"
+    assert condition(kube, namespace, "storefront", "Degraded")["reason"] == "TopicRecreated"

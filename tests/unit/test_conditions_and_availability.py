@@ -62,3 +62,31 @@ def test_zero_replicas_is_suspended_and_available() -> None:
 
 def test_missing_deployment() -> None:
     assert deployment_availability(None).status == "False"
+
+
+def test_a_recreated_topic_keeps_degraded_for_ten_minutes() -> None:
+    from tailor_operator import api
+    from tailor_operator.conditions import get
+    from tailor_operator.reconcile import compute_status
+    from tailor_operator.resource import Pipeline
+
+    pipeline = Pipeline.from_body(
+        {
+            "metadata": {"namespace": "n", "name": "p", "uid": "u", "generation": 1},
+            "spec": {"kafka": {"bootstrapServers": "k:9092"}, "topics": {"events": {}}},
+        }
+    )
+    alarm = set_condition(
+        [], "Degraded", "True", "TopicRecreated", "n.p.events recreated", 1, "2026-01-01T10:00:00Z"
+    )
+    previous = api.PipelineStatus(conditions=alarm)
+    topics = set_condition([], "TopicsReady", "True", "TopicsReady", "ok", 1, "x")[0]
+    ready = {f"Deployment/p-{c}": deployment() for c in ("stream-worker", "scorer")}
+
+    def degraded(now: str):
+        status = compute_status(pipeline, previous, 1, topics, {}, ready, now)
+        return get(status.conditions, "Degraded")
+
+    assert degraded("2026-01-01T10:09:00Z").reason == "TopicRecreated"
+    later = degraded("2026-01-01T10:11:00Z")
+    assert (later.status, later.reason) == ("False", "AsExpected")
