@@ -6,7 +6,9 @@ Runs the real local control plane (KWOK nodes) and Kafka broker, starts the oper
 own process, and for each size creates N pipelines in a fresh namespace in one burst. A watch
 on the pipelines records when each one's Ready condition turns True. Prints one JSON object:
 {"runs": [{"pipelines", "apply_to_ready_p50_s", "apply_to_ready_p95_s", "operator_rss_mb",
-"operator_peak_rss_mb", "total_s"}, ...], "host": {...}}. Each pipeline runs one stream
+"operator_peak_rss_mb", "total_s"}, ...], "repairs": {...}, "host": {...}}. "repairs": with
+the largest run's pipelines in place, the scorer Services of 20 of them are deleted one by
+one and each is timed until the operator has recreated it. Each pipeline runs one stream
 worker and one scorer replica, with 1-partition topics, so the cluster, not the benchmark,
 stays small on a 2-core machine. A warm-up pipeline runs first and is not reported.
 """
@@ -65,7 +67,7 @@ def reconcile_stats(metrics_port: int) -> tuple[float, float]:
 
 def run_size(
     api: client.ApiClient, bootstrap: str, count: int, operator_pid: int, metrics_port: int
-) -> dict:
+) -> tuple[str, dict[str, Any]]:
     namespace = f"bench-{count}-{int(time.time())}"
     core = client.CoreV1Api(api)
     custom = client.CustomObjectsApi(api)
@@ -123,7 +125,7 @@ def run_size(
     current, peak = rss_mb(operator_pid)
     reconciles, seconds = reconcile_stats(metrics_port)
     reconciles -= reconciles_before
-    return {
+    return namespace, {
         "pipelines": count,
         "apply_to_ready_p50_s": round(statistics.median(latencies), 3),
         "apply_to_ready_p95_s": round(percentile(latencies, 0.95), 3),
@@ -134,6 +136,35 @@ def run_size(
         "operator_cpu_s": round(cpu_seconds(operator_pid) - cpu_before, 2),
         "reconciles": int(reconciles),
         "reconcile_mean_ms": round(1000 * (seconds - seconds_before) / max(reconciles, 1), 1),
+    }
+
+
+def measure_repairs(api: client.ApiClient, namespace: str, count: int) -> dict[str, Any]:
+    """Delete the scorer Service of ``count`` pipelines, one after the other, and time each
+    until a new one exists (the operator's watch-driven repair)."""
+    core = client.CoreV1Api(api)
+    latencies = []
+    for i in range(count):
+        name = f"p{i:03d}-scorer"
+        old = core.read_namespaced_service(name, namespace).metadata.uid
+        started = time.monotonic()
+        core.delete_namespaced_service(name, namespace)
+        while True:
+            try:
+                if core.read_namespaced_service(name, namespace).metadata.uid != old:
+                    break
+            except client.exceptions.ApiException as exc:
+                if exc.status != 404:
+                    raise
+            if time.monotonic() - started > 60:
+                raise SystemExit(f"{namespace}/{name} was not recreated within 60 s")
+            time.sleep(0.01)
+        latencies.append(time.monotonic() - started)
+    return {
+        "children_deleted": count,
+        "repair_p50_s": round(statistics.median(latencies), 3),
+        "repair_p95_s": round(percentile(latencies, 0.95), 3),
+        "repair_max_s": round(max(latencies), 3),
     }
 
 
@@ -178,10 +209,14 @@ def main() -> int:
                 # One pipeline first, not reported: the broker's and the operator's first
                 # topic creation pays one-time costs (controller warm-up, client connections).
                 run_size(api, broker.bootstrap_servers, 1, operator.pid, metrics_port)
-                runs = [
+                measured = [
                     run_size(api, broker.bootstrap_servers, n, operator.pid, metrics_port)
                     for n in sizes
                 ]
+                runs = [result for _, result in measured]
+                # Repairs with every pipeline of the largest run in place.
+                namespace, largest = max(measured, key=lambda m: m[1]["pipelines"])
+                repairs = measure_repairs(api, namespace, min(20, largest["pipelines"]))
         finally:
             operator.stop()
     print(
@@ -189,6 +224,7 @@ def main() -> int:
             {
                 "benchmark": "operator",
                 "runs": runs,
+                "repairs": repairs,
                 "host": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
             },
             indent=2,
