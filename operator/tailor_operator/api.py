@@ -247,6 +247,11 @@ class WorkloadSpec(ApiModel):
     autoscaling: AutoscalingSpec | None = Field(
         None, description="Scale on CPU with an HPA instead of a fixed replica count."
     )
+    pod_labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra labels on the pods (a service mesh, cost reports). Tailor's own"
+        " labels win where keys clash; the Deployment's selector never changes.",
+    )
 
 
 class ModelSpec(ApiModel):

@@ -38,6 +38,7 @@ class Reason(StrEnum):
     COMPONENT_FAILING = "ComponentFailing"
     FORBIDDEN = "Forbidden"
     TOPIC_RECREATED = "TopicRecreated"
+    PODS_FAILING = "PodsFailing"
 
 
 def now_rfc3339() -> str:

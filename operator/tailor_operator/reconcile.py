@@ -6,9 +6,11 @@ a child's change, a timer): the same spec always leads to the same world.
 
 from __future__ import annotations
 
+import datetime
 import json
+import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -169,8 +171,77 @@ class _Availability:
     ready: int
 
 
-def deployment_availability(deployment: Mapping[str, Any] | None) -> _Availability:
-    """Is a Deployment fully rolled out and ready? Pure, from the stored object."""
+# Container waiting reasons that mean "broken", not "starting".
+_BROKEN = frozenset(
+    {
+        "CrashLoopBackOff",
+        "ImagePullBackOff",
+        "ErrImagePull",
+        "InvalidImageName",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "RunContainerError",
+    }
+)
+# A running pod that is still unready after this long is failing, not starting.
+UNREADY_SECONDS = float(os.environ.get("TAILOR_UNREADY_SECONDS", "120"))
+
+
+def slim_pod(pod: Mapping[str, Any]) -> dict[str, Any]:
+    """What the status needs of a pod: readiness, and why its container is not running."""
+    status = pod.get("status") or {}
+    ready: Mapping[str, Any] = next(
+        (c for c in status.get("conditions", []) if c.get("type") == "Ready"), {}
+    )
+    containers = status.get("containerStatuses") or [{}]
+    first = containers[0]
+    waiting = (first.get("state") or {}).get("waiting") or {}
+    last = (first.get("lastState") or {}).get("terminated") or {}
+    return {
+        "name": pod["metadata"]["name"],
+        "ready": ready.get("status") == "True",
+        "unready_since": ready.get("lastTransitionTime"),
+        "phase": status.get("phase"),
+        "waiting": waiting.get("reason"),
+        "restarts": int(first.get("restartCount", 0)),
+        "last_exit": (
+            f"exit {last.get('exitCode')}: {last.get('message') or last.get('reason', '')}"
+            if last
+            else ""
+        ),
+    }
+
+
+def _failing_pods(pods: Sequence[Mapping[str, Any]], now: str) -> list[str]:
+    """Why pods are broken, one phrase each; empty when they are merely starting."""
+    found = []
+    for pod in pods:
+        if pod["ready"]:
+            continue
+        if pod["waiting"] in _BROKEN:
+            detail = f"{pod['name']}: {pod['waiting']} ({pod['restarts']} restarts)"
+            if pod["last_exit"]:
+                detail += f", last {pod['last_exit']}"
+            found.append(detail)
+        elif pod["phase"] == "Running" and pod["unready_since"]:
+            unready = _seconds_between(pod["unready_since"], now)
+            if unready >= UNREADY_SECONDS:
+                found.append(f"{pod['name']}: running but not ready for {unready:.0f}s")
+    return found
+
+
+def _seconds_between(earlier: str, later: str) -> float:
+    parse = datetime.datetime.fromisoformat
+    return (parse(later) - parse(earlier)).total_seconds()
+
+
+def deployment_availability(
+    deployment: Mapping[str, Any] | None,
+    pods: Sequence[Mapping[str, Any]] = (),
+    now: str | None = None,
+) -> _Availability:
+    """Is a Deployment fully rolled out and ready? Pure, from the stored object and, when it
+    is not, from its pods (slim_pod): a crash loop or a long unready pod is failing."""
     if deployment is None:
         return _Availability("False", Reason.DEPLOYMENT_PROGRESSING, "not created yet", False, 0, 0)
     spec = deployment.get("spec", {})
@@ -199,6 +270,16 @@ def deployment_availability(deployment: Mapping[str, Any] | None) -> _Availabili
             Reason.DEPLOYMENT_AVAILABLE,
             f"{ready}/{desired} replicas ready",
             False,
+            desired,
+            ready,
+        )
+    broken = _failing_pods(pods, now) if now is not None else []
+    if broken:
+        return _Availability(
+            "False",
+            Reason.PODS_FAILING,
+            f"{ready}/{desired} replicas ready; " + "; ".join(broken[:3]),
+            True,
             desired,
             ready,
         )
@@ -293,8 +374,13 @@ def _forbidden(body: Mapping[str, Any], message: str, now: str) -> Outcome:
     )
 
 
-def reconcile(body: Mapping[str, Any], deps: Dependencies) -> Outcome:
-    """Bring the world to the pipeline's spec once; never raises for expected failures."""
+def reconcile(
+    body: Mapping[str, Any],
+    deps: Dependencies,
+    pods: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+) -> Outcome:
+    """Bring the world to the pipeline's spec once; never raises for expected failures.
+    ``pods``: the watched pods of each component (slim_pod), for why one is failing."""
     now = deps.now()
     try:
         pipeline = Pipeline.from_body(body)
@@ -336,6 +422,7 @@ def reconcile(body: Mapping[str, Any], deps: Dependencies) -> Outcome:
         topics.topics or previous.topics,
         {key: obj for key, obj in stored.items() if key.startswith("Deployment/")},
         now,
+        pods,
     )
     known = {t.name for t in previous.topics.values()}
     recreated = [name for name in topics.created if name in known]
@@ -368,7 +455,10 @@ def reconcile(body: Mapping[str, Any], deps: Dependencies) -> Outcome:
 
 
 def observe(
-    body: Mapping[str, Any], deployments: Mapping[str, Mapping[str, Any]], now: str
+    body: Mapping[str, Any],
+    deployments: Mapping[str, Mapping[str, Any]],
+    now: str,
+    pods: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
 ) -> Outcome:
     """Refresh status from Deployments as last seen by the watch: no writes to children or
     Kafka, for the many status-only changes of a rollout. The topics' condition and the
@@ -389,6 +479,7 @@ def observe(
         previous.topics,
         deployments,
         now,
+        pods,
     )
     return Outcome(status=_changed(previous, status))
 
@@ -401,12 +492,17 @@ def compute_status(
     topic_status: Mapping[str, api.TopicStatus],
     deployments: Mapping[str, Mapping[str, Any]],
     now: str,
+    pods: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
 ) -> api.PipelineStatus:
-    """The whole status from what was observed. Pure."""
+    """The whole status from what was observed. Pure. ``pods``: slim pods by component."""
+    pods = pods or {}
+    worker_name, scorer_name = naming.stream_worker(pipeline.name), naming.scorer(pipeline.name)
     worker = deployment_availability(
-        deployments.get(f"Deployment/{naming.stream_worker(pipeline.name)}")
+        deployments.get(f"Deployment/{worker_name}"), pods.get("stream-worker", ()), now
     )
-    scorer = deployment_availability(deployments.get(f"Deployment/{naming.scorer(pipeline.name)}"))
+    scorer = deployment_availability(
+        deployments.get(f"Deployment/{scorer_name}"), pods.get("scorer", ()), now
+    )
     conds = list(previous.conditions)
 
     def put(type_: str, status: Literal["True", "False", "Unknown"], reason: str, msg: str) -> None:

@@ -15,6 +15,7 @@ from tailor_operator.reconcile import (
     change_marker,
     observe,
     reconcile,
+    slim_pod,
 )
 
 Key = tuple[str, str]
@@ -68,6 +69,8 @@ class Runtime:
     # What the watch last showed of each pipeline's Deployments, and what we last applied.
     _deployments: dict[Key, dict[str, dict[str, Any]]] = field(default_factory=dict)
     _applied: dict[Key, dict[str, str]] = field(default_factory=dict)
+    # Pipeline -> component -> pod name -> slim pod, as the watch shows them.
+    _pods: dict[Key, dict[str, dict[str, dict[str, Any]]]] = field(default_factory=dict)
     # The pipeline generation each _applied entry was computed for.
     _applied_for: dict[Key, int | None] = field(default_factory=dict)
     # Child -> marker as the watch last showed it; None once deleted.
@@ -126,6 +129,24 @@ class Runtime:
         elif self._drift(key):
             self.trigger(*key, full=True)
 
+    def pod_seen(self, event_type: str | None, pod: dict[str, Any]) -> None:
+        """A pod of a pipeline changed: refresh the status (a crash loop shows there)."""
+        meta = pod["metadata"]
+        labels = meta.get("labels") or {}
+        pipeline, component = labels.get(naming.PIPELINE_LABEL), labels.get(naming.COMPONENT_LABEL)
+        if not pipeline or not component:
+            return
+        key = (meta["namespace"], pipeline)
+        pods = self._pods.setdefault(key, {}).setdefault(component, {})
+        if event_type == "DELETED" or meta.get("deletionTimestamp"):
+            pods.pop(meta["name"], None)
+        else:
+            pods[meta["name"]] = slim_pod(pod)
+        self.trigger(*key, full=False)
+
+    def _pods_of(self, key: Key) -> dict[str, list[dict[str, Any]]]:
+        return {c: list(p.values()) for c, p in self._pods.get(key, {}).items()}
+
     def _drift(self, key: Key) -> bool:
         """Is a watched child not what the last apply left (deleted, or changed)?"""
         applied = self._applied.get(key)
@@ -159,6 +180,7 @@ class Runtime:
                     self._applied.pop(key, None)
                     self._seen.pop(key, None)
                     self._applied_for.pop(key, None)
+                    self._pods.pop(key, None)
                     return
                 if body["metadata"].get("deletionTimestamp"):
                     return
@@ -187,7 +209,9 @@ class Runtime:
         )
 
     async def _observe(self, key: Key, body: dict[str, Any]) -> None:
-        outcome = observe(body, self._deployments.get(key, {}), conditions.now_rfc3339())
+        outcome = observe(
+            body, self._deployments.get(key, {}), conditions.now_rfc3339(), self._pods_of(key)
+        )
         _log.debug(
             "Refreshed %s/%s: %s",
             *key,
@@ -205,7 +229,8 @@ class Runtime:
     async def _run(self, body: dict[str, Any]) -> Outcome:
         started = time.monotonic()
         try:
-            outcome = await asyncio.to_thread(reconcile, body, self.deps)
+            key = (body["metadata"]["namespace"], body["metadata"]["name"])
+            outcome = await asyncio.to_thread(reconcile, body, self.deps, self._pods_of(key))
         except Exception:
             metrics.RECONCILES.labels("error").inc()
             raise

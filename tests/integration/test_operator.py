@@ -576,3 +576,33 @@ def test_a_topic_deleted_behind_the_operators_back_is_recreated_and_reported(
     time.sleep(3)
     assert condition(kube, namespace, "storefront", "Ready")["status"] == "True"
     assert condition(kube, namespace, "storefront", "Degraded")["reason"] == "TopicRecreated"
+
+
+def test_a_crash_looping_scorer_shows_its_reason_and_recovers(kube, kafka, operator, namespace):
+    operator.start(namespace)
+    manifest = minimal(kafka)
+    # KWOK plays a crash loop for pods with this label (hack/tailor_localenv/kwok-stages.yaml).
+    manifest["spec"]["scorer"] = {"podLabels": {"sim.tailor.dev/mode": "crashloop"}}
+    apply(kube, namespace, manifest)
+    failing = wait_for(
+        lambda: (
+            (c := condition(kube, namespace, "storefront", "ScorerAvailable"))
+            and c["reason"] == "PodsFailing"
+            and c
+        ),
+        60,
+        "ScorerAvailable=False with reason PodsFailing",
+    )
+    assert failing["status"] == "False"
+    assert "CrashLoopBackOff (5 restarts)" in failing["message"]
+    assert "simulated crash" in failing["message"]
+    degraded = condition(kube, namespace, "storefront", "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "ComponentFailing")
+    assert "scorer:" in degraded["message"]
+    assert condition(kube, namespace, "storefront", "StreamWorkerAvailable")["status"] == "True"
+    # The operator leaves the Deployment controller alone: no replicas or pods touched.
+    assert get(kube, namespace, "deployment/storefront-scorer")["spec"]["replicas"] == 2
+
+    apply(kube, namespace, minimal(kafka))  # the fix: a healthy scorer again
+    wait_ready(kube, namespace, "storefront")
+    assert condition(kube, namespace, "storefront", "Degraded")["status"] == "False"

@@ -90,3 +90,46 @@ def test_a_recreated_topic_keeps_degraded_for_ten_minutes() -> None:
     assert degraded("2026-01-01T10:09:00Z").reason == "TopicRecreated"
     later = degraded("2026-01-01T10:11:00Z")
     assert (later.status, later.reason) == ("False", "AsExpected")
+
+
+def pod(name: str, ready: bool = False, waiting: str | None = None, since: str = "T", **extra):
+    from tailor_operator.reconcile import slim_pod
+
+    state = {"waiting": {"reason": waiting}} if waiting else {"running": {}}
+    return slim_pod(
+        {
+            "metadata": {"name": name},
+            "status": {
+                "phase": "Running",
+                "conditions": [
+                    {"type": "Ready", "status": str(ready), "lastTransitionTime": since}
+                ],
+                "containerStatuses": [{"state": state, "restartCount": 4, **extra}],
+            },
+        }
+    )
+
+
+def test_a_crash_looping_pod_is_failing_with_its_reason_and_last_exit() -> None:
+    crashing = pod(
+        "scorer-1",
+        waiting="CrashLoopBackOff",
+        lastState={"terminated": {"exitCode": 1, "message": "model refused"}},
+    )
+    now = "2026-01-01T10:00:00Z"
+    a = deployment_availability(deployment(ready=1), [crashing, pod("scorer-0", True)], now)
+    assert (a.status, a.reason, a.failing) == ("False", "PodsFailing", True)
+    assert "scorer-1: CrashLoopBackOff (4 restarts), last exit 1: model refused" in a.message
+
+
+def test_an_unready_pod_fails_only_after_the_grace_period() -> None:
+    from tailor_operator import reconcile
+
+    since = "2026-01-01T10:00:00Z"
+    unready = pod("worker-0", since=since)
+    early = deployment_availability(deployment(ready=1), [unready], "2026-01-01T10:00:30Z")
+    assert (early.reason, early.failing) == ("DeploymentProgressing", False)
+    late_time = f"2026-01-01T10:{int(reconcile.UNREADY_SECONDS // 60) + 1:02d}:00Z"
+    late = deployment_availability(deployment(ready=1), [unready], late_time)
+    assert (late.reason, late.failing) == ("PodsFailing", True)
+    assert "running but not ready" in late.message

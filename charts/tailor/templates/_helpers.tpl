@@ -47,6 +47,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
   verbs: [get, list, watch, create, patch, update, delete]
+# Pods are only read: why a worker or scorer is failing (CrashLoopBackOff ...).
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list, watch]
 # Kafka credentials named by spec.kafka.authSecretRef: read, never listed or written.
 - apiGroups: [""]
   resources: [secrets]

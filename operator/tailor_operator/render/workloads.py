@@ -112,7 +112,10 @@ def _deployment(
         "revisionHistoryLimit": 5,
         "template": {
             "metadata": {
-                "labels": naming.labels(pipeline.name, component),
+                "labels": {
+                    **_workload(pipeline, component).pod_labels,
+                    **naming.labels(pipeline.name, component),
+                },
                 "annotations": {naming.CONFIG_HASH_ANNOTATION: config_hash(pipeline, component)},
             },
             "spec": {
