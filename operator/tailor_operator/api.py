@@ -443,6 +443,13 @@ class ModelStatus(ApiModel):
     previous: str | None = Field(None, description="Version served before active.")
     canary: str | None = Field(None, description="Version under canary analysis.")
     failed: str | None = Field(None, description="Last version that failed its rollout.")
+    rolling_out: str | None = Field(
+        None, description="Version being rolled out to the scorers, until all serve it."
+    )
+    rollout_started: str | None = Field(None, description="When the last rollout began (RFC 3339).")
+    rollout_finished: str | None = Field(
+        None, description="When the last rollout completed: every scorer serves active."
+    )
 
 
 class PipelineStatus(ApiModel):

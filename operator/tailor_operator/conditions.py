@@ -18,7 +18,15 @@ TOPICS_READY = "TopicsReady"
 STREAM_WORKER_AVAILABLE = "StreamWorkerAvailable"
 SCORER_AVAILABLE = "ScorerAvailable"
 DEGRADED = "Degraded"
-CONDITION_TYPES = (READY, TOPICS_READY, STREAM_WORKER_AVAILABLE, SCORER_AVAILABLE, DEGRADED)
+MODEL_ROLLED_OUT = "ModelRolledOut"
+CONDITION_TYPES = (
+    READY,
+    TOPICS_READY,
+    STREAM_WORKER_AVAILABLE,
+    SCORER_AVAILABLE,
+    DEGRADED,
+    MODEL_ROLLED_OUT,
+)
 
 
 class Reason(StrEnum):
@@ -39,6 +47,8 @@ class Reason(StrEnum):
     FORBIDDEN = "Forbidden"
     TOPIC_RECREATED = "TopicRecreated"
     PODS_FAILING = "PodsFailing"
+    ROLLED_OUT = "RolledOut"
+    ROLLING_OUT = "RollingOut"
 
 
 def now_rfc3339() -> str:

@@ -540,15 +540,27 @@ def compute_status(
         put(conditions.READY, "True", Reason.ALL_COMPONENTS_READY, "pipeline is serving")
 
     model = pipeline.spec.scorer.model
+    model_status = _model_status(
+        previous.model, model.version if model else None, scorer.status == "True", now
+    )
+    if model is not None and model_status is not None:
+        if model_status.active == model.version:
+            put(conditions.MODEL_ROLLED_OUT, "True", Reason.ROLLED_OUT, f"serving {model.version}")
+        else:
+            serving = f"serving {model_status.active}" if model_status.active else "no scorer"
+            put(
+                conditions.MODEL_ROLLED_OUT,
+                "False",
+                Reason.ROLLING_OUT,
+                f"rolling out {model.version} ({serving} yet)",
+            )
     return api.PipelineStatus(
         observed_generation=generation,
         conditions=conds,
         topics=dict(topic_status),
         stream_worker=api.WorkloadStatus(replicas=worker.replicas, ready_replicas=worker.ready),
         scorer=api.WorkloadStatus(replicas=scorer.replicas, ready_replicas=scorer.ready),
-        model=_model_status(
-            previous.model, model.version if model else None, scorer.status == "True"
-        ),
+        model=model_status,
         scorer_endpoint=naming.scorer_endpoint(
             pipeline.namespace, pipeline.name, pipeline.spec.scorer.port
         ),
@@ -566,13 +578,28 @@ _READY_PARTS = (
 
 
 def _model_status(
-    previous: api.ModelStatus | None, version: str | None, rolled_out: bool
+    previous: api.ModelStatus | None, version: str | None, rolled_out: bool, now: str
 ) -> api.ModelStatus | None:
-    """A model becomes active once every scorer serves it (rolling strategy)."""
+    """Rolling strategy: a version is rolling out from the reconcile that applies it until
+    every scorer is updated and ready; then it is active and the one before it previous."""
     before = previous or api.ModelStatus()
-    if version is None or version == before.active or not rolled_out:
-        return previous
-    return before.model_copy(update={"active": version, "previous": before.active})
+    if version is None or version == before.active:
+        return previous if version is None else before.model_copy(update={"rolling_out": None})
+    if rolled_out:
+        return before.model_copy(
+            update={
+                "active": version,
+                "previous": before.active,
+                "rolling_out": None,
+                "rollout_started": before.rollout_started or now,
+                "rollout_finished": now,
+            }
+        )
+    if before.rolling_out == version:
+        return before
+    return before.model_copy(
+        update={"rolling_out": version, "rollout_started": now, "rollout_finished": None}
+    )
 
 
 def _describe_operations(operations: Mapping[str, int]) -> str:

@@ -66,13 +66,19 @@ def test_every_example_becomes_ready(kube, kafka, operator, namespace, example):
     ppl = get(kube, namespace, f"ppl/{name}")
     status = ppl["status"]
     assert status["observedGeneration"] == ppl["metadata"]["generation"]
-    assert {c["type"]: c["status"] for c in status["conditions"]} == {
+    expected = {
         "Ready": "True",
         "TopicsReady": "True",
         "StreamWorkerAvailable": "True",
         "ScorerAvailable": "True",
         "Degraded": "False",
     }
+    model = manifest["spec"].get("scorer", {}).get("model")
+    if model:
+        expected["ModelRolledOut"] = "True"
+        assert status["model"]["active"] == model["version"]
+    # Ready can come a status refresh before ModelRolledOut: both are computed together.
+    assert {c["type"]: c["status"] for c in status["conditions"]} == expected
     assert status["scorerEndpoint"] == f"http://{name}-scorer.{namespace}.svc:8080"
 
     in_kafka = topics(kafka)
@@ -606,3 +612,61 @@ def test_a_crash_looping_scorer_shows_its_reason_and_recovers(kube, kafka, opera
     apply(kube, namespace, minimal(kafka))  # the fix: a healthy scorer again
     wait_ready(kube, namespace, "storefront")
     assert condition(kube, namespace, "storefront", "Degraded")["status"] == "False"
+
+
+def test_a_new_model_rolls_the_scorers_with_no_unavailable_replica(
+    kube, kafka, operator, namespace
+):
+    def with_model(version: str) -> dict[str, Any]:
+        manifest = minimal(kafka)
+        manifest["spec"]["scorer"] = {
+            "model": {"name": "knn", "version": version, "uri": "file:///m", "sha256": "a" * 64}
+        }
+        return manifest
+
+    operator.start(namespace)
+    apply(kube, namespace, with_model("v1"))
+    wait_ready(kube, namespace, "storefront")
+    worker_template = get(kube, namespace, "deployment/storefront-stream-worker")["spec"][
+        "template"
+    ]
+    scorer = get(kube, namespace, "deployment/storefront-scorer")
+    assert scorer["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert get(kube, namespace, "ppl/storefront")["status"]["model"]["active"] == "v1"
+
+    apply(kube, namespace, with_model("v2"))
+    rolling = wait_for(
+        lambda: (
+            (m := get(kube, namespace, "ppl/storefront")["status"].get("model", {}))
+            and (
+                m.get("rolling_out") == "v2"
+                or m.get("rollingOut") == "v2"
+                or m.get("active") == "v2"
+            )
+            and m
+        ),
+        30,
+        "the rollout of v2 to start",
+    )
+    assert rolling.get("rolloutStarted")
+    done = wait_for(
+        lambda: (
+            (m := get(kube, namespace, "ppl/storefront")["status"]["model"])
+            and m.get("active") == "v2"
+            and m
+        ),
+        60,
+        "v2 to be active",
+    )
+    assert done["previous"] == "v1"
+    assert done["rolloutStarted"] <= done["rolloutFinished"]
+    assert "rollingOut" not in done or done["rollingOut"] is None
+    rolled = condition(kube, namespace, "storefront", "ModelRolledOut")
+    assert (rolled["status"], rolled["reason"], rolled["message"]) == (
+        "True",
+        "RolledOut",
+        "serving v2",
+    )
+    # A new model rolls the scorers only.
+    after = get(kube, namespace, "deployment/storefront-stream-worker")["spec"]["template"]
+    assert after == worker_template
