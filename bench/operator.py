@@ -37,6 +37,7 @@ from tailor_localenv.kube import ControlPlane
 from tailor_localenv.processes import ManagedProcess, free_port, http_get, http_ok
 
 REPO = Path(__file__).resolve().parents[1]
+TINY = {"requests": {"cpu": "10m", "memory": "16Mi"}}
 
 
 def pipeline(name: str, bootstrap: str) -> dict[str, Any]:
@@ -47,8 +48,10 @@ def pipeline(name: str, bootstrap: str) -> dict[str, Any]:
         "spec": {
             "kafka": {"bootstrapServers": bootstrap},
             "topics": {"events": {"partitions": 1, "replicationFactor": 1}},
-            "streamWorker": {"replicas": 1},
-            "scorer": {"replicas": 1},
+            # Tiny requests: KWOK pods use nothing, and the scheduler must not run out of
+            # (fake) CPU before the operator is measured.
+            "streamWorker": {"replicas": 1, "resources": TINY},
+            "scorer": {"replicas": 1, "resources": TINY},
         },
     }
 
@@ -76,25 +79,35 @@ def run_size(
     ready: dict[str, float] = {}
     done = threading.Event()
 
-    def watch_ready() -> None:
-        stream = watch.Watch()
-        for event in stream.stream(
-            custom.list_namespaced_custom_object,
-            "tailor.dev",
-            "v1alpha1",
-            namespace,
-            "personalizationpipelines",
-            timeout_seconds=600,
+    def see(obj: dict[str, Any]) -> None:
+        name = obj["metadata"]["name"]
+        conditions = obj.get("status", {}).get("conditions", [])
+        if name not in ready and any(
+            c["type"] == "Ready" and c["status"] == "True" for c in conditions
         ):
-            obj = event["object"]
-            name = obj["metadata"]["name"]
-            conditions = obj.get("status", {}).get("conditions", [])
-            if name not in ready and any(
-                c["type"] == "Ready" and c["status"] == "True" for c in conditions
-            ):
-                ready[name] = time.monotonic()
-                if len(ready) == count:
-                    stream.stop()
+            ready[name] = time.monotonic()
+
+    def watch_ready() -> None:
+        # The API server may end a watch at any time: list, then watch from there, again.
+        args = ("tailor.dev", "v1alpha1", namespace, "personalizationpipelines")
+        deadline = time.monotonic() + 600
+        while len(ready) < count and time.monotonic() < deadline:
+            listing = custom.list_namespaced_custom_object(*args)
+            for obj in listing["items"]:
+                see(obj)
+            stream = watch.Watch()
+            try:
+                for event in stream.stream(
+                    custom.list_namespaced_custom_object,
+                    *args,
+                    resource_version=listing["metadata"]["resourceVersion"],
+                    timeout_seconds=60,
+                ):
+                    see(event["object"])
+                    if len(ready) == count:
+                        stream.stop()
+            except client.exceptions.ApiException:
+                continue
         done.set()
 
     watcher = threading.Thread(target=watch_ready, daemon=True)
@@ -116,7 +129,8 @@ def run_size(
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(create, [f"p{i:03d}" for i in range(count)]))
-    if not done.wait(600):
+    done.wait(660)
+    if len(ready) < count:
         raise SystemExit(f"only {len(ready)}/{count} pipelines became Ready within 600 s")
     total = time.monotonic() - started
     latencies = [ready[n] - applied[n] for n in applied]
