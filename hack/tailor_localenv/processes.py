@@ -7,6 +7,7 @@ import contextlib
 import ctypes
 import itertools
 import os
+import random
 import signal
 import socket
 import ssl
@@ -30,12 +31,38 @@ class StartError(RuntimeError):
     """A component did not become healthy; the message carries the tail of its log."""
 
 
+_HANDED_OUT: set[int] = set()
+_FIRST_PORT = 10000
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    """A TCP port nothing listens on, below the kernel's ephemeral range: a port from that
+    range can be taken by any outgoing connection (a Kafka client's, say) between the moment
+    it is picked and the moment the server that was given it binds it."""
+    end = _ephemeral_start()
+    rng = random.SystemRandom()
+    for _ in range(200 if end > _FIRST_PORT + 1000 else 0):
+        port = rng.randrange(_FIRST_PORT, end)
+        if port in _HANDED_OUT:
+            continue
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind(("0.0.0.0", port))
+        except OSError:
+            continue
+        _HANDED_OUT.add(port)
+        return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        fallback: int = sock.getsockname()[1]
+        return fallback
 
 
 def http_get(

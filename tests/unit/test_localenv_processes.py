@@ -91,3 +91,11 @@ def test_children_die_with_a_sigkilled_parent(tmp_path: Path) -> None:
     parent.wait()
     parent.stdout.close()
     assert _gone(child, within=10), "the child outlived its SIGKILLed parent"
+
+
+def test_free_ports_avoid_the_ephemeral_range_and_never_repeat():
+    from tailor_localenv.processes import _ephemeral_start, free_port
+
+    ports = [free_port() for _ in range(50)]
+    assert len(set(ports)) == 50
+    assert all(p < _ephemeral_start() for p in ports)
