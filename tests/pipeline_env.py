@@ -16,7 +16,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
-from tailor_localenv.processes import ManagedProcess, free_port, http_get
+from tailor_localenv.processes import ManagedProcess, free_port, http_get, ready_on
 from tailor_operator.adapters.kafka_admin import KafkaAdmin
 from tailor_operator.render.config import pipeline_settings
 from tailor_operator.render.topics import desired_topics
@@ -150,11 +150,7 @@ class Workers:
         return proc
 
     def ready(self, instance: str) -> bool:
-        try:
-            status, _ = http_get(f"http://127.0.0.1:{self.ports[instance]}/readyz")
-        except OSError:  # not listening yet
-            return False
-        return status == 200
+        return ready_on(self.ports[instance])
 
     def metrics(self, instance: str) -> str:
         _, body = http_get(f"http://127.0.0.1:{self.ports[instance]}/metrics")

@@ -46,7 +46,7 @@ from tailor_localenv import bootstrap as bootstrap_mod
 from tailor_localenv import cache
 from tailor_localenv.kafka import KafkaBroker
 from tailor_localenv.kube import ControlPlane
-from tailor_localenv.processes import ManagedProcess, free_port, http_get
+from tailor_localenv.processes import ManagedProcess, free_port, http_get, ready_on
 from tailor_localenv.progress import say
 from tailor_pipeline import events
 from tailor_pipeline.events import ClickEvent
@@ -151,7 +151,7 @@ class Component:
 
     def wait_ready(self, timeout: float = 120) -> None:
         for pod, (proc, port) in list(self.processes.items()):
-            proc.wait_healthy(functools.partial(_ready, port), timeout, f"ready ({pod})")
+            proc.wait_healthy(functools.partial(ready_on, port), timeout, f"ready ({pod})")
         self.serving = [port for _, port in self.processes.values()]
 
     def roll(self, settings_file: Path, surge: bool) -> None:
@@ -182,13 +182,6 @@ def _kubectl_json(kubectl: list[str], *args: str) -> dict[str, Any]:
     )
     result: dict[str, Any] = json.loads(out.stdout)
     return result
-
-
-def _ready(port: int) -> bool:
-    try:
-        return http_get(f"http://127.0.0.1:{port}/readyz")[0] == 200
-    except OSError:
-        return False
 
 
 def _model(path: Path, history: list[ClickEvent], version: str) -> dict[str, str]:

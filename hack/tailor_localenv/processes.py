@@ -84,6 +84,15 @@ def http_ok(url: str, context: ssl.SSLContext | None = None, timeout: float = 3.
     return http_get(url, context, timeout)[0] == 200
 
 
+def ready_on(port: int) -> bool:
+    """True when a pipeline program on 127.0.0.1:``port`` answers /readyz with 200; False
+    while it is not listening yet (a process that is still starting)."""
+    try:
+        return http_ok(f"http://127.0.0.1:{port}/readyz")
+    except OSError:
+        return False
+
+
 def _die_with_parent() -> None:
     # Runs in the child between fork and exec: if the test runner or demo is killed with
     # SIGKILL, atexit never runs, so ask the kernel to SIGTERM the child when its parent dies.

@@ -88,10 +88,15 @@ def _order(condition: Condition) -> tuple[int, str]:
         return len(CONDITION_TYPES), condition.type
 
 
+def seconds_between(earlier: str, later: str) -> float:
+    """Seconds from one RFC 3339 time to another."""
+    parse = datetime.datetime.fromisoformat
+    return (parse(later) - parse(earlier)).total_seconds()
+
+
 def age_seconds(condition: Condition, now: str) -> float:
     """Seconds since the condition last changed status, as of ``now`` (RFC 3339)."""
-    parse = datetime.datetime.fromisoformat
-    return (parse(now) - parse(condition.last_transition_time)).total_seconds()
+    return seconds_between(condition.last_transition_time, now)
 
 
 def get(conditions: Sequence[Condition], type_: str) -> Condition | None:

@@ -6,7 +6,6 @@ a child's change, a timer): the same spec always leads to the same world.
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import time
@@ -224,15 +223,10 @@ def _failing_pods(pods: Sequence[Mapping[str, Any]], now: str) -> list[str]:
                 detail += f", last {pod['last_exit']}"
             found.append(detail)
         elif pod["phase"] == "Running" and pod["unready_since"]:
-            unready = _seconds_between(pod["unready_since"], now)
+            unready = conditions.seconds_between(pod["unready_since"], now)
             if unready >= UNREADY_SECONDS:
                 found.append(f"{pod['name']}: running but not ready for {unready:.0f}s")
     return found
-
-
-def _seconds_between(earlier: str, later: str) -> float:
-    parse = datetime.datetime.fromisoformat
-    return (parse(later) - parse(earlier)).total_seconds()
 
 
 def deployment_availability(

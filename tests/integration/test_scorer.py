@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tailor_localenv.processes import ManagedProcess, free_port, http_get
+from tailor_localenv.processes import ManagedProcess, free_port, http_get, ready_on
 from tailor_pipeline import events
 from tailor_pipeline.events import ClickEvent
 from tailor_pipeline.generator import GeneratorSettings, stream
@@ -53,13 +53,6 @@ def start_scorer(config: Path, log_dir: Path) -> tuple[ManagedProcess, int]:
     return proc, port
 
 
-def ready(port: int) -> bool:
-    try:
-        return http_get(f"http://127.0.0.1:{port}/readyz")[0] == 200
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def history():
     """A day of generated clicks: the model's training data and the topic's backlog."""
@@ -91,7 +84,7 @@ def test_decisions_follow_a_click_made_a_moment_ago(kafka, tmp_path, history):
     try:
         workers.start("w0")
         scorer, port = start_scorer(config, tmp_path)
-        scorer.wait_healthy(lambda: ready(port), 90, "ready")
+        scorer.wait_healthy(lambda: ready_on(port), 90, "ready")
 
         status, body = post(port, {"user_id": "user-1", "k": 5})
         assert status == 200, body
@@ -176,7 +169,7 @@ def scorer_without_model(kafka, tmp_path_factory):
     work = tmp_path_factory.mktemp("scorer")
     _, config = create_pipeline(kafka, work, partitions=1)
     proc, port = start_scorer(config, work)
-    proc.wait_healthy(lambda: ready(port), 60, "ready")
+    proc.wait_healthy(lambda: ready_on(port), 60, "ready")
     yield port
     proc.stop()
 
