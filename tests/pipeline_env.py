@@ -166,3 +166,58 @@ class Workers:
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.running)
+
+
+def scorer_traffic(
+    version: str,
+    requests: int,
+    *,
+    error_rate: float = 0.0,
+    ctr: float = 0.1,
+    latency_ms: float = 2.0,
+    seed: int = 0,
+) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]]]:
+    """What scorers serving ``version`` write to the decisions topic (the scorer's own
+    record encoder), and the clicks users make on what they were shown, as (key, value)
+    lists. For the canary analysis where the scorer pods are KWOK's and serve nothing."""
+    import random
+
+    from tailor_pipeline import decisions, events
+
+    rng = random.Random(f"{version}-{seed}")
+    now = int(time.time() * 1000)
+    logged, clicks = [], []
+    for i in range(requests):
+        user = f"{version}-u{seed}-{i}"
+        failed = rng.random() < error_rate
+        shown = (
+            ()
+            if failed
+            else tuple(decisions.ShownItem(f"item-{rng.randrange(500)}") for _ in range(5))
+        )
+        decision = decisions.Decision(
+            request_id=uuid.uuid4().hex,
+            user_id=user,
+            ts=now + i,
+            model_version=version,
+            items=shown,
+            latency_ms=latency_ms,
+            error="RuntimeError: simulated" if failed else None,
+        )
+        logged.append((user, decisions.encode(decision)))
+        if shown and rng.random() < ctr:
+            click = events.ClickEvent(user, shown[0].item_id, "click", now + i + 500)
+            clicks.append((user, events.encode(click)))
+    return logged, clicks
+
+
+def serve_traffic(
+    bootstrap: str, namespace: str, pipeline: str, *arms: tuple[str, int, dict[str, float]]
+) -> None:
+    """Write the decisions and clicks of several model versions (version, requests, knobs
+    of scorer_traffic) to a pipeline's topics."""
+    for seed, (version, requests, knobs) in enumerate(arms):
+        logged, clicks = scorer_traffic(version, requests, seed=seed, **knobs)  # type: ignore[arg-type]
+        # Clicks first: whenever the operator sees a decision, it can see its click too.
+        produce_all(bootstrap, f"{namespace}.{pipeline}.events", clicks)
+        produce_all(bootstrap, f"{namespace}.{pipeline}.decisions", logged)

@@ -271,11 +271,25 @@ class ModelSpec(ApiModel):
 
 
 class CanarySpec(ApiModel):
-    """How a canary is judged before it is promoted."""
+    """How a canary is judged before it is promoted (see the operator's DESIGN.md)."""
 
-    replicas: int = Field(1, ge=1, le=100, description="Replicas of the canary Deployment.")
-    analysis_minutes: int = Field(
-        10, ge=1, le=1440, description="How long the canary serves beside stable before a verdict."
+    replicas: int = Field(
+        1,
+        ge=1,
+        le=100,
+        description="Replicas of the canary Deployment. The Service spreads requests over"
+        " stable and canary pods alike, so the canary's share is replicas / (stable + canary).",
+    )
+    analysis_duration: Annotated[str, Field(pattern=DURATION_PATTERN)] = Field(
+        "10m",
+        description="How long the canary serves beside stable before it can pass, e.g. 10m."
+        " A failing check rolls back as soon as it has minSamples, without waiting.",
+    )
+    min_samples: int = Field(
+        1000,
+        ge=10,
+        description="Fewest requests (and decisions showing items, for the click-through"
+        " comparison, on each of canary and stable) before a check can pass or fail.",
     )
     max_error_rate: float = Field(
         0.01, ge=0, le=1, description="Highest share of failed requests the canary may have."
@@ -284,7 +298,15 @@ class CanarySpec(ApiModel):
         25, gt=0, description="Highest p99 decision latency the canary may have."
     )
     min_ctr_ratio: float = Field(
-        0.95, ge=0, description="Lowest canary click-through rate as a fraction of stable's."
+        0.95,
+        ge=0,
+        description="Lowest canary click-through rate as a fraction of stable's; the canary"
+        " fails only when it is below with 95% confidence.",
+    )
+    attribution_window: Annotated[str, Field(pattern=DURATION_PATTERN)] = Field(
+        "5m",
+        description="A click counts for a decision when it follows it within this long and"
+        " is on one of the items it showed.",
     )
 
 
@@ -304,10 +326,15 @@ class RolloutSpec(ApiModel):
         json_schema_extra={"default": {}},
     )
     auto_rollback: bool = Field(
-        True, description="Roll back to the previous model when a rollout fails or stalls."
+        True,
+        description="Roll back to the previous model when a rollout fails or stalls. false:"
+        " a failed canary keeps serving beside stable until the spec changes.",
     )
     progress_deadline_seconds: int = Field(
-        600, ge=30, description="A rollout not finished after this long counts as failed."
+        600,
+        ge=30,
+        description="Rolling: a rollout not finished after this long has failed. Canary: a"
+        " canary still short of samples this long after its analysis window has stalled.",
     )
 
 
@@ -437,12 +464,28 @@ class WorkloadStatus(ApiModel):
 
 
 class ModelStatus(ApiModel):
-    """Which model versions serve."""
+    """Which model versions serve, and the state of the last rollout (it survives an
+    operator restart here)."""
 
     active: str | None = Field(None, description="Version the stable scorers serve.")
+    active_ref: ModelSpec | None = Field(
+        None,
+        description="The full reference of active: stable scorers keep serving it while a"
+        " canary runs and after a rollback, whatever the spec says.",
+    )
     previous: str | None = Field(None, description="Version served before active.")
     canary: str | None = Field(None, description="Version under canary analysis.")
+    canary_started: str | None = Field(
+        None, description="When the canary's analysis began (RFC 3339)."
+    )
+    analysis: str | None = Field(
+        None, description="The last canary analysis: requests, errors, p99, CTR of each arm."
+    )
     failed: str | None = Field(None, description="Last version that failed its rollout.")
+    failed_reason: str | None = Field(None, description="Why failed was rolled back.")
+    retry_token: str | None = Field(
+        None, description="The last tailor.dev/retry-rollout annotation value acted on."
+    )
     rolling_out: str | None = Field(
         None, description="Version being rolled out to the scorers, until all serve it."
     )

@@ -49,6 +49,10 @@ class Reason(StrEnum):
     PODS_FAILING = "PodsFailing"
     ROLLED_OUT = "RolledOut"
     ROLLING_OUT = "RollingOut"
+    CANARY_ANALYSIS = "CanaryAnalysis"
+    CANARY_PROMOTED = "CanaryPromoted"
+    CANARY_FAILED = "CanaryFailed"
+    ROLLED_BACK = "RolledBack"
 
 
 def now_rfc3339() -> str:

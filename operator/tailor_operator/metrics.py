@@ -21,3 +21,8 @@ REPAIRS = Counter(
     "Children recreated or reverted after someone else deleted or changed them, by kind.",
     ["kind"],
 )
+ROLLOUTS = Counter(
+    "tailor_rollouts_total",
+    "Model rollout steps: canary_started, promoted, rolled_back, canary_failed.",
+    ["result"],
+)

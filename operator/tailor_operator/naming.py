@@ -12,6 +12,10 @@ FINALIZER = "tailor.dev/topics"
 CONFIG_HASH_ANNOTATION = "tailor.dev/config-hash"
 MANAGED_ANNOTATION = "tailor.dev/managed"
 RELEASE_FINALIZER_ANNOTATION = "tailor.dev/release-finalizer"
+# Set to a new value (any string, e.g. a timestamp) to roll out a version that failed again.
+RETRY_ROLLOUT_ANNOTATION = "tailor.dev/retry-rollout"
+# On canary scorer pods, beside the component label the Service selects by.
+TRACK_LABEL = "tailor.dev/track"
 
 Component = Literal["stream-worker", "scorer", "config"]
 TopicRole = Literal["events", "profiles", "trending", "decisions", "dead-letter"]
@@ -46,6 +50,10 @@ def stream_worker(pipeline: str) -> str:
 
 def scorer(pipeline: str) -> str:
     return f"{pipeline}-scorer"
+
+
+def scorer_canary(pipeline: str) -> str:
+    return f"{pipeline}-scorer-canary"
 
 
 def workload(pipeline: str, component: Component) -> str:

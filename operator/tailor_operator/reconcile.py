@@ -7,6 +7,7 @@ a child's change, a timer): the same spec always leads to the same world.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -17,7 +18,8 @@ from typing import Any, Literal
 import pydantic
 from kubernetes.client.exceptions import ApiException
 
-from tailor_operator import api, conditions, naming, topic_plan
+from tailor_operator import analysis, api, conditions, naming, rollout, topic_plan
+from tailor_operator.adapters.decision_log import DecisionLogs
 from tailor_operator.adapters.kafka_admin import (
     KafkaAdmin,
     KafkaUnavailable,
@@ -25,18 +27,12 @@ from tailor_operator.adapters.kafka_admin import (
 )
 from tailor_operator.adapters.kube import KubeAdapter
 from tailor_operator.conditions import Reason
+from tailor_operator.kube_events import Event
 from tailor_operator.render import Child, Images, desired_children, desired_topics
 from tailor_operator.resource import Pipeline
 from tailor_pipeline.settings import KafkaSettings
 
-EventType = Literal["Normal", "Warning"]
-
-
-@dataclass(frozen=True)
-class Event:
-    type: EventType
-    reason: str
-    message: str
+_log = logging.getLogger("tailor.reconcile")
 
 
 @dataclass
@@ -58,6 +54,12 @@ class Outcome:
     created: list[str] = field(default_factory=list)
     # Topics this run created although the last status listed them: deleted behind our back.
     recreated_topics: list[str] = field(default_factory=list)
+    # A rollout transition changed what the scorers serve (the children changed on purpose).
+    rollout_changed: bool = False
+    # A canary or a rolling update is under way: look again soon, not at the next resync.
+    rollout_active: bool = False
+    # The canary analysis' verdict this run, when one was judged.
+    verdict: analysis.Verdict | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class Dependencies:
     kube: KubeAdapter
     kafka_admin: Callable[[Mapping[str, str]], KafkaAdmin]
     images: Images
+    decision_logs: DecisionLogs = field(default_factory=DecisionLogs)
     now: Callable[[], str] = conditions.now_rfc3339
 
 
@@ -368,6 +371,66 @@ def _forbidden(body: Mapping[str, Any], message: str, now: str) -> Outcome:
     )
 
 
+def _canary_possible(pipeline: Pipeline, previous: api.PipelineStatus) -> bool:
+    """Might a canary Deployment exist? Only then is an absent one looked for."""
+    running = previous.model is not None and previous.model.canary is not None
+    return running or pipeline.spec.scorer.rollout.strategy == "Canary"
+
+
+def _evidence(pipeline: Pipeline, deps: Dependencies) -> rollout.Evidence:
+    canary_spec = pipeline.spec.scorer.rollout.canary
+
+    def arms(canary: str, stable: str | None, since: str) -> tuple[analysis.Arm, analysis.Arm]:
+        try:
+            tally = deps.decision_logs.tally(
+                (pipeline.namespace, pipeline.name),
+                kafka_client_config(pipeline, deps.kube),
+                (pipeline.topic_name("decisions"), pipeline.topic_name("events")),
+                since,
+                int(api.parse_duration(canary_spec.attribution_window) * 1000),
+                frozenset(pipeline.spec.features.event_weights),
+            )
+        except Exception as exc:  # Kafka away: no evidence yet; a long outage stalls it
+            _log.warning(
+                "Canary analysis of %s/%s cannot read Kafka: %s",
+                pipeline.namespace,
+                pipeline.name,
+                exc,
+            )
+            return analysis.Arm(), analysis.Arm()
+        return tally.arm(canary), tally.arm(stable)
+
+    return arms
+
+
+def _rollout_step(
+    pipeline: Pipeline,
+    previous: api.PipelineStatus,
+    stored: Mapping[str, Mapping[str, Any]],
+    pods: Mapping[str, Sequence[Mapping[str, Any]]],
+    deps: Dependencies,
+    now: str,
+) -> rollout.Step:
+    canary = stored.get(f"Deployment/{naming.scorer_canary(pipeline.name)}")
+    canary_failing = None
+    if canary is not None:
+        availability = deployment_availability(canary, pods.get(CANARY_PODS, ()), now)
+        canary_failing = availability.message if availability.failing else None
+    scorer = deployment_availability(
+        stored.get(f"Deployment/{naming.scorer(pipeline.name)}"), pods.get("scorer", ()), now
+    )
+    step = rollout.step(
+        pipeline, previous.model, _evidence(pipeline, deps), canary_failing, scorer.message, now
+    )
+    if previous.model and previous.model.canary and not (step.status and step.status.canary):
+        deps.decision_logs.close((pipeline.namespace, pipeline.name))
+    return step
+
+
+# The key of canary scorer pods in the pods-by-component mapping.
+CANARY_PODS = "scorer-canary"
+
+
 def reconcile(
     body: Mapping[str, Any],
     deps: Dependencies,
@@ -382,14 +445,27 @@ def reconcile(
         return _invalid(body, exc, now)
 
     events: list[Event] = []
+    previous = _previous_status(body)
+    served = rollout.served(pipeline, previous.model)
+    children = desired_children(pipeline, deps.images, served, _canary_possible(pipeline, previous))
     # Kafka and the API server share nothing: reconcile the topics while the children apply.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="topics") as pool:
         topics_future = pool.submit(_reconcile_topics, pipeline, deps)
         created: list[str] = []
         try:
-            stored = _apply_children(
-                pipeline, desired_children(pipeline, deps.images), deps, events, created
-            )
+            stored = _apply_children(pipeline, children, deps, events, created)
+            step = _rollout_step(pipeline, previous, stored, pods or {}, deps, now)
+            events.extend(step.events)
+            if rollout.served(pipeline, step.status) != served:
+                stored = _apply_children(
+                    pipeline,
+                    desired_children(
+                        pipeline, deps.images, rollout.served(pipeline, step.status), True
+                    ),
+                    deps,
+                    events,
+                    created,
+                )
         except ApiException as exc:
             if exc.status != 403:
                 raise
@@ -400,7 +476,7 @@ def reconcile(
         events.append(Event("Warning", topics.reason, topics.message))
     if sum(topics.operations.values()):
         events.append(Event("Normal", "TopicsReconciled", _describe_operations(topics.operations)))
-    previous = _previous_status(body)
+    previous = previous.model_copy(update={"model": step.status})
     topics_condition = conditions.Condition(
         type=conditions.TOPICS_READY,
         status=topics.status,
@@ -437,9 +513,12 @@ def reconcile(
         )
         status = status.model_copy(update={"conditions": alarm})
     return Outcome(
-        status=_changed(previous, status),
+        status=_changed(_previous_status(body), status),
         events=events,
         recreated_topics=recreated,
+        rollout_changed=rollout.served(pipeline, step.status) != served,
+        rollout_active=_rollout_active(status.model),
+        verdict=step.verdict,
         kafka_unavailable=topics.unavailable,
         retry=topics.status == "False",
         topic_operations=topics.operations,
@@ -475,7 +554,7 @@ def observe(
         now,
         pods,
     )
-    return Outcome(status=_changed(previous, status))
+    return Outcome(status=_changed(previous, status), rollout_active=_rollout_active(status.model))
 
 
 def compute_status(
@@ -533,21 +612,10 @@ def compute_status(
     else:
         put(conditions.READY, "True", Reason.ALL_COMPONENTS_READY, "pipeline is serving")
 
-    model = pipeline.spec.scorer.model
-    model_status = _model_status(
-        previous.model, model.version if model else None, scorer.status == "True", now
-    )
-    if model is not None and model_status is not None:
-        if model_status.active == model.version:
-            put(conditions.MODEL_ROLLED_OUT, "True", Reason.ROLLED_OUT, f"serving {model.version}")
-        else:
-            serving = f"serving {model_status.active}" if model_status.active else "no scorer"
-            put(
-                conditions.MODEL_ROLLED_OUT,
-                "False",
-                Reason.ROLLING_OUT,
-                f"rolling out {model.version} ({serving} yet)",
-            )
+    model_status = rollout.finish(pipeline, previous.model, scorer.status == "True", now)
+    rolled_out = rollout.condition(pipeline, model_status)
+    if rolled_out is not None:
+        put(conditions.MODEL_ROLLED_OUT, *rolled_out)
     return api.PipelineStatus(
         observed_generation=generation,
         conditions=conds,
@@ -571,29 +639,8 @@ _READY_PARTS = (
 )
 
 
-def _model_status(
-    previous: api.ModelStatus | None, version: str | None, rolled_out: bool, now: str
-) -> api.ModelStatus | None:
-    """Rolling strategy: a version is rolling out from the reconcile that applies it until
-    every scorer is updated and ready; then it is active and the one before it previous."""
-    before = previous or api.ModelStatus()
-    if version is None or version == before.active:
-        return previous if version is None else before.model_copy(update={"rolling_out": None})
-    if rolled_out:
-        return before.model_copy(
-            update={
-                "active": version,
-                "previous": before.active,
-                "rolling_out": None,
-                "rollout_started": before.rollout_started or now,
-                "rollout_finished": now,
-            }
-        )
-    if before.rolling_out == version:
-        return before
-    return before.model_copy(
-        update={"rolling_out": version, "rollout_started": now, "rollout_finished": None}
-    )
+def _rollout_active(model: api.ModelStatus | None) -> bool:
+    return model is not None and bool(model.canary or model.rolling_out)
 
 
 def _describe_operations(operations: Mapping[str, int]) -> str:

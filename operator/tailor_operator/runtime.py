@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from tailor_operator import conditions, metrics, naming
+from tailor_operator.conditions import Reason
 from tailor_operator.reconcile import (
+    CANARY_PODS,
     Dependencies,
     Outcome,
     change_marker,
@@ -24,6 +27,9 @@ _log = logging.getLogger("tailor.runtime")
 # Events of one rollout arrive in bursts; a short wait lets them become one status write.
 DEBOUNCE_SECONDS = 0.2
 RETRY_SECONDS = 10.0
+# While a canary or a rolling update is under way, look at it this often (analysis verdicts,
+# deadlines): Kafka has no watch to wake us.
+ROLLOUT_CHECK_SECONDS = float(os.environ.get("TAILOR_ROLLOUT_CHECK_SECONDS", "5"))
 
 
 def _repairs(before: dict[str, str] | None, outcome: Outcome, same_spec: bool) -> dict[str, str]:
@@ -41,6 +47,14 @@ def _repairs(before: dict[str, str] | None, outcome: Outcome, same_spec: bool) -
         elif marker != before[child]:
             repairs[child] = "reverted a change to"
     return repairs
+
+
+_ROLLOUT_RESULTS = {
+    "CanaryStarted": "canary_started",
+    Reason.CANARY_PROMOTED: "promoted",
+    Reason.ROLLED_BACK: "rolled_back",
+    Reason.CANARY_FAILED: "canary_failed",
+}
 
 
 def _slim(deployment: dict[str, Any]) -> dict[str, Any]:
@@ -78,6 +92,8 @@ class Runtime:
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _known: set[Key] = field(default_factory=set)
     _resync: asyncio.Task[None] | None = None
+    # Pipelines with a rollout check scheduled.
+    _checks: dict[Key, asyncio.TimerHandle] = field(default_factory=dict)
 
     def _lock(self, key: Key) -> asyncio.Lock:
         return self._locks.setdefault(key, asyncio.Lock())
@@ -137,6 +153,8 @@ class Runtime:
         if not pipeline or not component:
             return
         key = (meta["namespace"], pipeline)
+        if labels.get(naming.TRACK_LABEL) == "canary":
+            component = CANARY_PODS
         pods = self._pods.setdefault(key, {}).setdefault(component, {})
         if event_type == "DELETED" or meta.get("deletionTimestamp"):
             pods.pop(meta["name"], None)
@@ -208,6 +226,17 @@ class Runtime:
             self.deps.kube.post_event, body, "Normal", "Repaired", message[0].upper() + message[1:]
         )
 
+    def _check_later(self, key: Key) -> None:
+        """One full reconcile in ROLLOUT_CHECK_SECONDS, unless one is already scheduled."""
+        if key in self._checks:
+            return
+
+        def due() -> None:
+            del self._checks[key]
+            self.trigger(*key, full=True)
+
+        self._checks[key] = asyncio.get_running_loop().call_later(ROLLOUT_CHECK_SECONDS, due)
+
     async def _observe(self, key: Key, body: dict[str, Any]) -> None:
         outcome = observe(
             body, self._deployments.get(key, {}), conditions.now_rfc3339(), self._pods_of(key)
@@ -225,6 +254,8 @@ class Runtime:
                 self.deps.kube.patch_status, meta["namespace"], meta["name"], outcome.status
             )
         metrics.STATUS_REFRESHES.inc()
+        if outcome.rollout_active:
+            self._check_later(key)
 
     async def _run(self, body: dict[str, Any]) -> Outcome:
         started = time.monotonic()
@@ -242,7 +273,8 @@ class Runtime:
         repairs = _repairs(
             self._applied.get(key),
             outcome,
-            same_spec=self._applied_for.get(key) == generation,
+            # A promotion or rollback changes children on purpose: nothing to report.
+            same_spec=self._applied_for.get(key) == generation and not outcome.rollout_changed,
         )
         self._applied[key] = outcome.applied_generations
         self._applied_for[key] = generation
@@ -263,6 +295,11 @@ class Runtime:
         for operation, count in outcome.topic_operations.items():
             if count:
                 metrics.TOPIC_OPERATIONS.labels(operation).inc(count)
+        for event in outcome.events:
+            if event.reason in _ROLLOUT_RESULTS:
+                metrics.ROLLOUTS.labels(_ROLLOUT_RESULTS[event.reason]).inc()
+        if outcome.rollout_active:
+            self._check_later(key)
         result = (
             "invalid"
             if outcome.invalid

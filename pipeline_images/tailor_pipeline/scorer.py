@@ -12,7 +12,6 @@ the request never waits on Kafka, and a full queue drops log lines (counted), no
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import random
@@ -29,6 +28,7 @@ from aiohttp import web
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
+from tailor_pipeline import decisions as contract
 from tailor_pipeline import model as model_file
 from tailor_pipeline import profile_codec
 from tailor_pipeline.features import Profile, Trending, decayed, top
@@ -301,8 +301,10 @@ class Scorer:
             return False, "catching up on profiles"
         return True, "ok"
 
-    def decide(self, request: DecideRequest) -> dict[str, Any]:
-        started = time.perf_counter()
+    def decide(self, request: DecideRequest, started: float | None = None) -> dict[str, Any]:
+        """Rank for one request and log the decision. ``started``: perf_counter() when the
+        request arrived, so the logged latency covers parsing too."""
+        started = time.perf_counter() if started is None else started
         now_ms = self.clock() * 1000.0
         profile = self.table.profile(request.user_id)
         scorer = self.settings.scorer
@@ -327,6 +329,9 @@ class Scorer:
             rng=self.rng,
         )
         request_id = uuid.uuid4().hex
+        profile_age_ms = (
+            int(now_ms - profile.last_seen_ms) if profile and profile.last_seen_ms else None
+        )
         response = {
             "request_id": request_id,
             "user_id": request.user_id,
@@ -334,19 +339,45 @@ class Scorer:
             "items": [
                 {"item_id": s.item, "score": round(s.score, 6), "reason": s.reason} for s in ranked
             ],
-            "profile_age_ms": (
-                int(now_ms - profile.last_seen_ms) if profile and profile.last_seen_ms else None
-            ),
+            "profile_age_ms": profile_age_ms,
         }
-        DECISION_SECONDS.observe(time.perf_counter() - started)
-        if self.decisions is not None:
-            record = {
-                **response,
-                "ts": int(now_ms),
-                "context": request.context,
-            }
-            self.decisions.log(request.user_id, json.dumps(record).encode())
+        elapsed = time.perf_counter() - started
+        DECISION_SECONDS.observe(elapsed)
+        shown = tuple(contract.ShownItem(s.item, round(s.score, 6), s.reason) for s in ranked)
+        self._log(
+            contract.Decision(
+                request_id=request_id,
+                user_id=request.user_id,
+                ts=int(now_ms),
+                model_version=self.model_version,
+                items=shown,
+                latency_ms=round(elapsed * 1000.0, 3),
+                context=request.context,
+                profile_age_ms=profile_age_ms,
+            )
+        )
         return response
+
+    def failed(self, request: DecideRequest, error: BaseException, started: float) -> str:
+        """Log a request the scorer could not answer; returns its request id. The canary
+        analysis counts these per model version (its error rate)."""
+        request_id = uuid.uuid4().hex
+        self._log(
+            contract.Decision(
+                request_id=request_id,
+                user_id=request.user_id,
+                ts=int(self.clock() * 1000.0),
+                model_version=self.model_version,
+                latency_ms=round((time.perf_counter() - started) * 1000.0, 3),
+                error=f"{type(error).__name__}: {error}"[:500],
+                context=request.context,
+            )
+        )
+        return request_id
+
+    def _log(self, decision: contract.Decision) -> None:
+        if self.decisions is not None:
+            self.decisions.log(decision.user_id, contract.encode(decision))
 
 
 def _error(status: int, message: str, field: str | None = None) -> web.Response:
@@ -373,6 +404,7 @@ def make_app(scorer: Scorer) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES)
 
     async def decide(request: web.Request) -> web.Response:
+        started = time.perf_counter()
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
             return _error(413, f"body over {MAX_BODY_BYTES} bytes")
         try:
@@ -388,7 +420,13 @@ def make_app(scorer: Scorer) -> web.Application:
         ok, why = scorer.ready()
         if not ok:
             return _error(503, why)
-        response = scorer.decide(parsed)
+        try:
+            response = scorer.decide(parsed, started)
+        except Exception as exc:
+            # A bug or a bad model: answer, log it for the canary analysis, keep serving.
+            _log.exception("Decision for %r failed", parsed.user_id)
+            request_id = scorer.failed(parsed, exc, started)
+            return _error(500, f"decision failed (request {request_id})")
         REQUESTS.labels("200").inc()
         return web.Response(body=msgspec.json.encode(response), content_type="application/json")
 

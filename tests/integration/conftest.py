@@ -56,6 +56,7 @@ class OperatorRunner:
         extra: tuple[str, ...] = (),
         wait: bool = True,
         kubeconfig: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> ManagedProcess:
         port = free_port()
         proc = ManagedProcess(
@@ -76,6 +77,7 @@ class OperatorRunner:
                 "KUBECONFIG": kubeconfig or self.kube.kubeconfig,
                 "TAILOR_RESYNC_SECONDS": str(resync_seconds),
                 "TAILOR_DELETE_RETRIES": "3",
+                **(env or {}),
             },
         ).start()
         self.processes.append(proc)

@@ -133,20 +133,3 @@ def test_an_unready_pod_fails_only_after_the_grace_period() -> None:
     late = deployment_availability(deployment(ready=1), [unready], late_time)
     assert (late.reason, late.failing) == ("PodsFailing", True)
     assert "running but not ready" in late.message
-
-
-def test_model_rollout_bookkeeping() -> None:
-    from tailor_operator.reconcile import _model_status
-
-    first = _model_status(None, "v1", False, "T1")
-    assert (first.active, first.rolling_out, first.rollout_started) == (None, "v1", "T1")
-    assert _model_status(first, "v1", False, "T2") == first  # still rolling: nothing moves
-    live = _model_status(first, "v1", True, "T3")
-    assert (live.active, live.previous, live.rolling_out) == ("v1", None, None)
-    assert (live.rollout_started, live.rollout_finished) == ("T1", "T3")
-    second = _model_status(live, "v2", False, "T4")
-    assert (second.active, second.rolling_out, second.rollout_started) == ("v1", "v2", "T4")
-    assert second.rollout_finished is None
-    done = _model_status(second, "v2", True, "T5")
-    assert (done.active, done.previous, done.rollout_finished) == ("v2", "v1", "T5")
-    assert _model_status(done, None, True, "T6") == done

@@ -12,10 +12,12 @@ from tailor_operator.render.workloads import (
     desired_hpa,
     desired_pdb,
     desired_scorer,
+    desired_scorer_canary,
     desired_scorer_service,
     desired_stream_worker,
 )
 from tailor_operator.resource import Pipeline
+from tailor_operator.rollout import Served
 
 
 @dataclass(frozen=True)
@@ -36,12 +38,23 @@ def _child(api_version: str, kind: str, name: str, manifest: dict[str, Any] | No
     return Child(api_version, kind, name, manifest)
 
 
-def desired_children(pipeline: Pipeline, images: Images) -> list[Child]:
-    """Every child kind, in apply order (the ConfigMap before the pods that mount it)."""
+def desired_children(
+    pipeline: Pipeline, images: Images, served: Served | None = None, canary_possible: bool = False
+) -> list[Child]:
+    """Every child kind, in apply order (the ConfigMap before the pods that mount it).
+    ``served``: the models of the stable and canary scorers (default: the spec's, no canary).
+    ``canary_possible``: a canary may exist (strategy Canary, or one in status), so an absent
+    one is deleted; otherwise it is not even looked for (one request less per reconcile)."""
     from tailor_operator import naming
 
+    served = served or Served(pipeline.spec.scorer.model)
     children = [
-        _child("v1", "ConfigMap", naming.config_map(pipeline.name), desired_config_map(pipeline)),
+        _child(
+            "v1",
+            "ConfigMap",
+            naming.config_map(pipeline.name),
+            desired_config_map(pipeline, served),
+        ),
         _child(
             "apps/v1",
             "Deployment",
@@ -49,10 +62,22 @@ def desired_children(pipeline: Pipeline, images: Images) -> list[Child]:
             desired_stream_worker(pipeline, images),
         ),
         _child(
-            "apps/v1", "Deployment", naming.scorer(pipeline.name), desired_scorer(pipeline, images)
+            "apps/v1",
+            "Deployment",
+            naming.scorer(pipeline.name),
+            desired_scorer(pipeline, images, served),
         ),
         _child("v1", "Service", naming.scorer(pipeline.name), desired_scorer_service(pipeline)),
     ]
+    if served.canary is not None or canary_possible:
+        children.append(
+            _child(
+                "apps/v1",
+                "Deployment",
+                naming.scorer_canary(pipeline.name),
+                desired_scorer_canary(pipeline, images, served),
+            )
+        )
     for component in ("stream-worker", "scorer"):
         name = naming.workload(pipeline.name, component)
         children.append(
@@ -70,6 +95,7 @@ __all__ = [
     "Child",
     "DesiredTopic",
     "Images",
+    "Served",
     "config_hash",
     "desired_children",
     "desired_topics",

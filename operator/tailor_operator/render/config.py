@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import Any, Literal
 
 from tailor_operator import api, naming
 from tailor_operator.resource import Pipeline
+from tailor_operator.rollout import Served
 from tailor_pipeline import settings as program
 
 CA_FILE = f"{program.CONFIG_MOUNT}/kafka-ca/ca.crt"
+# The canary scorers' settings, beside CONFIG_KEY in the same ConfigMap.
+CANARY_CONFIG_KEY = "pipeline-canary.json"
+# The model a scorer's settings name: "spec" for the spec's (the default), else this one.
+ModelChoice = api.ModelSpec | Literal["spec"] | None
 
 
-def pipeline_settings(pipeline: Pipeline) -> program.PipelineSettings:
+def pipeline_settings(pipeline: Pipeline, model: ModelChoice = "spec") -> program.PipelineSettings:
+    """The programs' settings; ``model``: what the scorer serves (a rollout may hold the
+    stable scorers on another version than the spec's)."""
     spec = pipeline.spec
     kafka = spec.kafka
-    model = spec.scorer.model
+    if model == "spec":
+        model = spec.scorer.model
     has_ca = kafka.auth_secret_ref is not None and kafka.security_protocol.endswith("SSL")
     return program.PipelineSettings(
         namespace=pipeline.namespace,
@@ -54,8 +62,8 @@ def pipeline_settings(pipeline: Pipeline) -> program.PipelineSettings:
     )
 
 
-def config_json(pipeline: Pipeline) -> str:
-    return pipeline_settings(pipeline).model_dump_json(indent=2)
+def config_json(pipeline: Pipeline, model: ModelChoice = "spec") -> str:
+    return pipeline_settings(pipeline, model).model_dump_json(indent=2)
 
 
 # The sections of the settings a component never reads: changing them must not roll it
@@ -67,13 +75,21 @@ _UNREAD: dict[naming.Component, set[str]] = {
 }
 
 
-def config_hash(pipeline: Pipeline, component: naming.Component) -> str:
+def config_hash(
+    pipeline: Pipeline,
+    component: naming.Component,
+    model: ModelChoice = "spec",
+) -> str:
     """Goes on a component's pod template, so a change of what it reads rolls its pods."""
-    read = pipeline_settings(pipeline).model_dump(mode="json", exclude=_UNREAD[component])
+    settings = pipeline_settings(pipeline, model)
+    read = settings.model_dump(mode="json", exclude=_UNREAD[component])
     return hashlib.sha256(json.dumps(read, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def desired_config_map(pipeline: Pipeline) -> dict[str, Any]:
+def desired_config_map(pipeline: Pipeline, served: Served) -> dict[str, Any]:
+    data = {program.CONFIG_KEY: config_json(pipeline, served.stable)}
+    if served.canary is not None:
+        data[CANARY_CONFIG_KEY] = config_json(pipeline, served.canary)
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -81,5 +97,5 @@ def desired_config_map(pipeline: Pipeline) -> dict[str, Any]:
             "name": naming.config_map(pipeline.name),
             "labels": naming.labels(pipeline.name, "config"),
         },
-        "data": {program.CONFIG_KEY: config_json(pipeline)},
+        "data": data,
     }

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from tailor_operator import api, naming
-from tailor_operator.render.config import config_hash
+from tailor_operator.render.config import CANARY_CONFIG_KEY, ModelChoice, config_hash
 from tailor_operator.resource import Pipeline
+from tailor_operator.rollout import Served
 from tailor_pipeline import settings as program
 
 WORKER_HTTP_PORT = 8081
@@ -42,9 +43,9 @@ def _resources(workload: api.WorkloadSpec, component: naming.Component) -> dict[
     return workload.resources.model_dump(exclude_defaults=True)
 
 
-def _env(pipeline: Pipeline) -> list[dict[str, Any]]:
+def _env(pipeline: Pipeline, config_key: str) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [
-        {"name": program.CONFIG_ENV, "value": f"{program.CONFIG_MOUNT}/{program.CONFIG_KEY}"},
+        {"name": program.CONFIG_ENV, "value": f"{program.CONFIG_MOUNT}/{config_key}"},
         # Static group membership and logs name the pod, so a restart keeps its partitions.
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
     ]
@@ -103,6 +104,7 @@ def _deployment(
     args: list[str],
     port: int,
     strategy: dict[str, Any],
+    model: ModelChoice = "spec",
 ) -> dict[str, Any]:
     workload = _workload(pipeline, component)
     volumes, mounts = _volumes(pipeline)
@@ -116,7 +118,9 @@ def _deployment(
                     **_workload(pipeline, component).pod_labels,
                     **naming.labels(pipeline.name, component),
                 },
-                "annotations": {naming.CONFIG_HASH_ANNOTATION: config_hash(pipeline, component)},
+                "annotations": {
+                    naming.CONFIG_HASH_ANNOTATION: config_hash(pipeline, component, model)
+                },
             },
             "spec": {
                 "automountServiceAccountToken": False,
@@ -134,7 +138,7 @@ def _deployment(
                         "image": workload.image or image,
                         "args": args,
                         "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
-                        "env": _env(pipeline),
+                        "env": _env(pipeline, program.CONFIG_KEY),
                         "resources": _resources(workload, component),
                         "volumeMounts": mounts,
                         "livenessProbe": _probe("/healthz", "http", 10, 3),
@@ -181,7 +185,7 @@ def desired_stream_worker(pipeline: Pipeline, images: Images) -> dict[str, Any]:
     )
 
 
-def desired_scorer(pipeline: Pipeline, images: Images) -> dict[str, Any]:
+def desired_scorer(pipeline: Pipeline, images: Images, served: Served) -> dict[str, Any]:
     return _deployment(
         pipeline,
         "scorer",
@@ -190,7 +194,38 @@ def desired_scorer(pipeline: Pipeline, images: Images) -> dict[str, Any]:
         pipeline.spec.scorer.port,
         # Decisions must keep flowing during a model rollout: never fewer ready scorers.
         {"maxSurge": 1, "maxUnavailable": 0},
+        served.stable,
     )
+
+
+def desired_scorer_canary(
+    pipeline: Pipeline, images: Images, served: Served
+) -> dict[str, Any] | None:
+    """The canary scorers: the stable scorers' pod template with the canary's model and a
+    track label. Its pods carry the component label the Service selects by, so they take a
+    share of requests in proportion to their replicas. None: no canary must exist."""
+    if served.canary is None:
+        return None
+    manifest = _deployment(
+        pipeline,
+        "scorer",
+        images.scorer,
+        ["tailor-scorer"],
+        pipeline.spec.scorer.port,
+        {"maxSurge": 1, "maxUnavailable": 0},
+        served.canary,
+    )
+    track = {naming.TRACK_LABEL: "canary"}
+    manifest["metadata"]["name"] = naming.scorer_canary(pipeline.name)
+    manifest["metadata"]["labels"].update(track)
+    spec = manifest["spec"]
+    spec["selector"]["matchLabels"].update(track)
+    spec["template"]["metadata"]["labels"].update(track)
+    spec["template"]["spec"]["containers"][0]["env"][0]["value"] = (
+        f"{program.CONFIG_MOUNT}/{CANARY_CONFIG_KEY}"
+    )
+    spec["replicas"] = 0 if pipeline.spec.suspend else pipeline.spec.scorer.rollout.canary.replicas
+    return manifest
 
 
 def desired_scorer_service(pipeline: Pipeline) -> dict[str, Any]:

@@ -1,0 +1,258 @@
+"""Canary analysis: the evidence from the decision log and the clicks, and the verdict. Pure.
+
+A ``Tally`` is fed decisions (``tailor_pipeline.decisions``) and click events in any
+interleaving (they come from two topics) and keeps, per model version, what the verdict
+needs: requests, errors, a latency histogram, and how many decisions were followed by a
+click on one of the items they showed within the attribution window.
+
+``judge`` turns two arms (canary, stable) into pass, fail or wait. Noise can neither promote
+nor kill a model: every check needs ``min_samples`` on each arm it compares, and the
+click-through check fails only when the canary is *significantly* (one-sided, ``z``) below
+``min_ctr_ratio`` times stable's rate.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Literal
+
+from tailor_pipeline.decisions import Decision
+
+# Latency buckets: 0.05 ms to ~60 s, each 5% wider than the last, so a p99 read from the
+# histogram is at most 5% above the true one.
+_BUCKET_RATIO = 1.05
+LATENCY_BOUNDS_MS: tuple[float, ...] = tuple(
+    0.05 * _BUCKET_RATIO**i for i in range(int(math.log(60_000 / 0.05, _BUCKET_RATIO)) + 2)
+)
+# One-sided 95%.
+DEFAULT_Z = 1.645
+
+
+@dataclass
+class Arm:
+    """What one model version did during the analysis."""
+
+    requests: int = 0
+    errors: int = 0
+    # Answered decisions that showed at least one item, and those followed by a click.
+    shown: int = 0
+    clicked: int = 0
+    latency_counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BOUNDS_MS) + 1))
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+    @property
+    def ctr(self) -> float:
+        return self.clicked / self.shown if self.shown else 0.0
+
+    def observe_latency(self, ms: float) -> None:
+        self.latency_counts[bisect.bisect_left(LATENCY_BOUNDS_MS, ms)] += 1
+
+    def latency_quantile_ms(self, q: float) -> float | None:
+        """The upper bound of the bucket holding quantile ``q``; None without requests."""
+        total = sum(self.latency_counts)
+        if total == 0:
+            return None
+        rank = math.ceil(q * total)
+        seen = 0
+        for index, count in enumerate(self.latency_counts):
+            seen += count
+            if seen >= rank:
+                return LATENCY_BOUNDS_MS[min(index, len(LATENCY_BOUNDS_MS) - 1)]
+        return LATENCY_BOUNDS_MS[-1]  # pragma: no cover - rank <= total
+
+
+@dataclass
+class _Shown:
+    ts: int
+    version: str | None
+    items: frozenset[str]
+    clicked: bool = False
+
+
+@dataclass
+class _Click:
+    ts: int
+    item: str
+    used: bool = False
+
+
+class Tally:
+    """Arms per model version, from decisions and clicks read in any order."""
+
+    def __init__(self, attribution_ms: int) -> None:
+        self.attribution_ms = attribution_ms
+        self.arms: dict[str | None, Arm] = defaultdict(Arm)
+        self._shown: dict[str, list[_Shown]] = defaultdict(list)
+        self._clicks: dict[str, list[_Click]] = defaultdict(list)
+        self._watermark = 0
+        self._since_prune = 0
+
+    def arm(self, version: str | None) -> Arm:
+        return self.arms[version]
+
+    def add_decision(self, decision: Decision) -> None:
+        arm = self.arms[decision.model_version]
+        arm.requests += 1
+        arm.observe_latency(decision.latency_ms)
+        if decision.error is not None:
+            arm.errors += 1
+            return
+        if not decision.items:
+            return
+        arm.shown += 1
+        shown = _Shown(
+            decision.ts, decision.model_version, frozenset(i.item_id for i in decision.items)
+        )
+        # A click read before the decision it follows (the two topics interleave freely).
+        for click in self._clicks.get(decision.user_id, ()):
+            if not click.used and self._follows(shown, click):
+                click.used = shown.clicked = True
+                arm.clicked += 1
+                break
+        self._shown[decision.user_id].append(shown)
+        self._advance(decision.ts)
+
+    def add_click(self, user: str, item: str, ts: int) -> None:
+        click = _Click(ts, item)
+        # The latest decision before the click that showed the item gets the credit.
+        for shown in reversed(self._shown.get(user, ())):
+            if not shown.clicked and self._follows(shown, click):
+                shown.clicked = click.used = True
+                self.arms[shown.version].clicked += 1
+                break
+        else:
+            self._clicks[user].append(click)
+        self._advance(ts)
+
+    def _follows(self, shown: _Shown, click: _Click) -> bool:
+        return click.item in shown.items and shown.ts <= click.ts <= shown.ts + self.attribution_ms
+
+    def _advance(self, ts: int) -> None:
+        self._watermark = max(self._watermark, ts)
+        self._since_prune += 1
+        if self._since_prune >= 10_000:
+            self.prune()
+
+    def prune(self) -> None:
+        """Forget what can no longer be joined: memory follows traffic in one window."""
+        self._since_prune = 0
+        horizon = self._watermark - 2 * self.attribution_ms
+        for table in (self._shown, self._clicks):
+            for user in list(table):
+                kept = [entry for entry in table[user] if entry.ts >= horizon]
+                if kept:
+                    table[user] = kept  # type: ignore[assignment]
+                else:
+                    del table[user]
+
+    @property
+    def pending(self) -> int:
+        return sum(map(len, self._shown.values())) + sum(map(len, self._clicks.values()))
+
+
+@dataclass(frozen=True)
+class Criteria:
+    """When a canary passes; from ``spec.scorer.rollout``."""
+
+    analysis_s: float
+    # Elapsed seconds after which a canary still short of samples has stalled.
+    deadline_s: float
+    max_error_rate: float
+    max_p99_ms: float
+    min_ctr_ratio: float
+    min_samples: int
+    z: float = DEFAULT_Z
+
+
+Outcome = Literal["pass", "fail", "wait"]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    outcome: Outcome
+    # Which check decided (error rate, p99 latency, click-through rate, stalled, pods).
+    check: str
+    message: str
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}%"
+
+
+def ctr_significantly_below(canary: Arm, stable: Arm, ratio: float, z: float) -> bool:
+    """Is the canary's click-through rate below ``ratio`` x stable's, beyond noise? One-sided
+    test on the difference of two proportions (normal approximation)."""
+    difference = canary.ctr - ratio * stable.ctr
+    variance = canary.ctr * (1 - canary.ctr) / max(canary.shown, 1) + ratio**2 * stable.ctr * (
+        1 - stable.ctr
+    ) / max(stable.shown, 1)
+    return difference + z * math.sqrt(variance) < 0
+
+
+def summary(canary: Arm, stable: Arm) -> str:
+    p99_c, p99_s = canary.latency_quantile_ms(0.99), stable.latency_quantile_ms(0.99)
+    return (
+        f"canary {canary.requests} requests, errors {_pct(canary.error_rate)}, p99"
+        f" {_ms(p99_c)}, CTR {_pct(canary.ctr)} of {canary.shown}; stable {stable.requests}"
+        f" requests, errors {_pct(stable.error_rate)}, p99 {_ms(p99_s)}, CTR"
+        f" {_pct(stable.ctr)} of {stable.shown}"
+    )
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}ms"
+
+
+def judge(canary: Arm, stable: Arm, criteria: Criteria, elapsed_s: float) -> Verdict:
+    """Pass, fail or wait, after ``elapsed_s`` of analysis. A failure is reported as soon as
+    it is certain; a pass only once the whole analysis window has elapsed."""
+    n = criteria.min_samples
+    numbers = summary(canary, stable)
+    if canary.requests >= n and canary.error_rate > criteria.max_error_rate:
+        return Verdict(
+            "fail",
+            "error rate",
+            f"error rate {_pct(canary.error_rate)} > {_pct(criteria.max_error_rate)}"
+            f" ({canary.errors} of {canary.requests} requests failed)",
+        )
+    p99 = canary.latency_quantile_ms(0.99)
+    if canary.requests >= n and p99 is not None and p99 > criteria.max_p99_ms:
+        return Verdict(
+            "fail",
+            "p99 latency",
+            f"p99 latency {p99:.1f}ms > {criteria.max_p99_ms:g}ms over {canary.requests} requests",
+        )
+    ctr_ready = canary.shown >= n and stable.shown >= n
+    if ctr_ready and ctr_significantly_below(canary, stable, criteria.min_ctr_ratio, criteria.z):
+        return Verdict(
+            "fail",
+            "click-through rate",
+            f"click-through rate {_pct(canary.ctr)} ({canary.clicked}/{canary.shown}) is"
+            f" significantly below {criteria.min_ctr_ratio:g} x stable's {_pct(stable.ctr)}"
+            f" ({stable.clicked}/{stable.shown})",
+        )
+    if elapsed_s >= criteria.analysis_s and canary.requests >= n and ctr_ready:
+        return Verdict("pass", "all", f"passed after {elapsed_s:.0f}s: {numbers}")
+    if elapsed_s >= criteria.deadline_s:
+        missing = []
+        if canary.requests < n:
+            missing.append(f"canary has {canary.requests} of {n} requests")
+        if canary.shown < n:
+            missing.append(f"canary has {canary.shown} of {n} decisions with items")
+        if stable.shown < n:
+            missing.append(f"stable has {stable.shown} of {n} decisions with items")
+        return Verdict(
+            "fail",
+            "stalled",
+            f"no verdict after {elapsed_s:.0f}s (the analysis window plus"
+            f" progressDeadlineSeconds): {'; '.join(missing) or 'window not over'}",
+        )
+    return Verdict(
+        "wait", "", f"analysing for {elapsed_s:.0f}s of {criteria.analysis_s:.0f}s: {numbers}"
+    )

@@ -1,0 +1,79 @@
+"""The scorer's HTTP handler logs every answered or failed request for the canary analysis."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp.test_utils import TestClient, TestServer
+
+from tailor_operator.render.config import pipeline_settings
+from tailor_operator.resource import Pipeline
+from tailor_pipeline import decisions
+from tailor_pipeline.scorer import ProfileTable, Scorer, make_app
+
+
+class Recorder:
+    """Stands in for the Kafka-backed DecisionLog: keeps what would be produced."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str, bytes]] = []
+
+    def log(self, user: str, record: bytes) -> None:
+        self.records.append((user, record))
+
+
+def scorer() -> tuple[Scorer, Recorder]:
+    body = {
+        "metadata": {"namespace": "ns", "name": "p", "uid": "u"},
+        "spec": {"kafka": {"bootstrapServers": "unused:9092"}},
+    }
+    settings = pipeline_settings(Pipeline.from_body(body))
+    table = ProfileTable(settings, {})  # never started: the test fills it
+    table.caught_up.set()
+    table.trending = [("hot", 3.0), ("warm", 1.0)]
+    recorder = Recorder()
+    return Scorer(settings, table, recorder), recorder  # type: ignore[arg-type]
+
+
+async def post(s: Scorer, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    async with TestClient(TestServer(make_app(s))) as client:
+        response = await client.post("/v1/decide", json=payload)
+        return response.status, await response.json()
+
+
+def test_an_answer_is_logged_with_its_latency_and_items() -> None:
+    s, recorder = scorer()
+    status, body = asyncio.run(post(s, {"user_id": "new-user", "k": 2}))
+    assert status == 200
+    assert [i["item_id"] for i in body["items"]] == ["hot", "warm"]
+    ((user, raw),) = recorder.records
+    logged = decisions.decode(raw)
+    assert logged is not None
+    assert user == "new-user"
+    assert logged.request_id == body["request_id"]
+    assert [i.item_id for i in logged.items] == ["hot", "warm"]
+    assert logged.error is None
+    assert logged.latency_ms > 0
+
+
+def test_a_failed_decision_is_a_500_and_logged_as_an_error() -> None:
+    s, recorder = scorer()
+    s.table.profiles["broken"] = b"\xff not a profile"
+    status, body = asyncio.run(post(s, {"user_id": "broken"}))
+    assert status == 500
+    assert "decision failed" in body["error"]
+    ((_, raw),) = recorder.records
+    logged = decisions.decode(raw)
+    assert logged is not None
+    assert logged.error is not None
+    assert logged.items == ()
+    # Still serving: the next user gets an answer.
+    assert asyncio.run(post(s, {"user_id": "other"}))[0] == 200
+
+
+def test_an_invalid_request_is_the_callers_fault_and_not_logged() -> None:
+    s, recorder = scorer()
+    status, body = asyncio.run(post(s, {"user_id": "u", "k": "ten"}))
+    assert (status, body["field"]) == (400, "k")
+    assert recorder.records == []
