@@ -1,8 +1,10 @@
-"""Measurements shared by the benchmarks: process memory and CPU from /proc, percentiles."""
+"""Measurements shared by the benchmarks: memory and CPU from /proc, percentiles, repairs."""
 
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -25,3 +27,20 @@ def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
     return ordered[index]
+
+
+def seconds_to_recreate(
+    read_uid: Callable[[], str | None], delete: Callable[[], object], timeout: float = 60.0
+) -> float:
+    """Delete an object and time until one with a new uid exists (``read_uid`` returns
+    None while there is none)."""
+    old = read_uid()
+    started = time.monotonic()
+    delete()
+    while True:
+        uid = read_uid()
+        if uid is not None and uid != old:
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            raise SystemExit(f"not recreated within {timeout:.0f} s")
+        time.sleep(0.01)

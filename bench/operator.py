@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client, watch
-from measure import cpu_seconds, percentile, rss_mb
+from measure import cpu_seconds, percentile, rss_mb, seconds_to_recreate
 
 from tailor_localenv.kafka import KafkaBroker
 from tailor_localenv.kube import ControlPlane
@@ -160,26 +160,27 @@ def measure_repairs(api: client.ApiClient, namespace: str, count: int) -> dict[s
     latencies = []
     for i in range(count):
         name = f"p{i:03d}-scorer"
-        old = core.read_namespaced_service(name, namespace).metadata.uid
-        started = time.monotonic()
-        core.delete_namespaced_service(name, namespace)
-        while True:
-            try:
-                if core.read_namespaced_service(name, namespace).metadata.uid != old:
-                    break
-            except client.exceptions.ApiException as exc:
-                if exc.status != 404:
-                    raise
-            if time.monotonic() - started > 60:
-                raise SystemExit(f"{namespace}/{name} was not recreated within 60 s")
-            time.sleep(0.01)
-        latencies.append(time.monotonic() - started)
+        latencies.append(
+            seconds_to_recreate(
+                lambda name=name: _service_uid(core, namespace, name),
+                lambda name=name: core.delete_namespaced_service(name, namespace),
+            )
+        )
     return {
         "children_deleted": count,
         "repair_p50_s": round(statistics.median(latencies), 3),
         "repair_p95_s": round(percentile(latencies, 0.95), 3),
         "repair_max_s": round(max(latencies), 3),
     }
+
+
+def _service_uid(core: client.CoreV1Api, namespace: str, name: str) -> str | None:
+    try:
+        return str(core.read_namespaced_service(name, namespace).metadata.uid)
+    except client.exceptions.ApiException as exc:
+        if exc.status != 404:
+            raise
+        return None
 
 
 def main() -> int:

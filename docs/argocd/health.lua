@@ -29,10 +29,15 @@ if degraded ~= nil and degraded.status == "True" then
   hs.message = degraded.message
   return hs
 end
--- A rolled-back model: the spec (Git) names a version that is not served. Serving goes on,
--- but Git and the cluster disagree until someone changes the spec.
-if rollout ~= nil and rollout.status == "False" and rollout.reason == "RolledBack" then
-  hs.status = "Degraded"
+-- A model rollout: a rolled-back or failed canary means the spec (Git) names a version that
+-- is not served (serving goes on, but Git and the cluster disagree until the spec changes);
+-- a canary under analysis or scorers rolling to a new model are on their way.
+local rollout_health = {
+  RolledBack = "Degraded", CanaryFailed = "Degraded",
+  CanaryAnalysis = "Progressing", RollingOut = "Progressing",
+}
+if rollout ~= nil and rollout.status == "False" and rollout_health[rollout.reason] ~= nil then
+  hs.status = rollout_health[rollout.reason]
   hs.message = rollout.message
   return hs
 end

@@ -70,6 +70,19 @@ def test_degraded_and_rolled_back_are_degraded():
     assert health(rolled_back) == ("Degraded", "spec asks for v2, v2 failed its canary")
 
 
+def test_a_rollout_in_progress_is_progressing_and_a_failed_canary_degraded():
+    ready = ("True", "AllComponentsReady", "serving")
+    canary = pipeline(Ready=ready, ModelRolledOut=("False", "CanaryAnalysis", "canary v2: ..."))
+    assert health(canary) == ("Progressing", "canary v2: ...")
+    rolling = pipeline(Ready=ready, ModelRolledOut=("False", "RollingOut", "rolling out v2"))
+    assert health(rolling)[0] == "Progressing"
+    kept = pipeline(Ready=ready, ModelRolledOut=("False", "CanaryFailed", "canary v2 failed"))
+    assert health(kept) == ("Degraded", "canary v2 failed")
+    assert health(pipeline(Ready=ready, ModelRolledOut=("True", "RolledOut", "v2")))[0] == (
+        "Healthy"
+    )
+
+
 def test_suspended():
     assert health(pipeline(suspend=True, Ready=("True", "AllComponentsReady", "")))[0] == (
         "Suspended"

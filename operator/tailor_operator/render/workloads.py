@@ -185,7 +185,7 @@ def desired_stream_worker(pipeline: Pipeline, images: Images) -> dict[str, Any]:
     )
 
 
-def desired_scorer(pipeline: Pipeline, images: Images, served: Served) -> dict[str, Any]:
+def _scorer(pipeline: Pipeline, images: Images, model: ModelChoice) -> dict[str, Any]:
     return _deployment(
         pipeline,
         "scorer",
@@ -194,8 +194,12 @@ def desired_scorer(pipeline: Pipeline, images: Images, served: Served) -> dict[s
         pipeline.spec.scorer.port,
         # Decisions must keep flowing during a model rollout: never fewer ready scorers.
         {"maxSurge": 1, "maxUnavailable": 0},
-        served.stable,
+        model,
     )
+
+
+def desired_scorer(pipeline: Pipeline, images: Images, served: Served) -> dict[str, Any]:
+    return _scorer(pipeline, images, served.stable)
 
 
 def desired_scorer_canary(
@@ -206,15 +210,7 @@ def desired_scorer_canary(
     share of requests in proportion to their replicas. None: no canary must exist."""
     if served.canary is None:
         return None
-    manifest = _deployment(
-        pipeline,
-        "scorer",
-        images.scorer,
-        ["tailor-scorer"],
-        pipeline.spec.scorer.port,
-        {"maxSurge": 1, "maxUnavailable": 0},
-        served.canary,
-    )
+    manifest = _scorer(pipeline, images, served.canary)
     track = {naming.TRACK_LABEL: "canary"}
     manifest["metadata"]["name"] = naming.scorer_canary(pipeline.name)
     manifest["metadata"]["labels"].update(track)
