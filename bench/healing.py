@@ -9,10 +9,10 @@ ConfigMap and the stream worker's PodDisruptionBudget, each timed until the oper
 created a new one (new uid); at least 20 (60 without --quick). Rollback: one more pipeline
 serves model v1 with strategy Canary; v2 goes into the spec, and once its canary runs, what
 scorers failing 20% of v2's requests would log is written to the decisions topic. rollback_s
-runs from that moment (a failed canary becomes detectable) until the canary Deployment is gone
-and the stable scorers serve alone. Prints one JSON object: repair_p50_s, repair_p95_s,
-repair_max_s, repairs, repair_p50_s_by_kind, rollback_s, rollback_detect_s, and the
-operator's TAILOR_ROLLOUT_CHECK_SECONDS (how often a running canary is judged).
+runs from that moment (a failed canary becomes detectable) until the canary Deployment and
+its pods are gone and the stable scorers serve alone. Prints one JSON object: repair_p50_s,
+repair_p95_s, repair_max_s, repairs, repair_p50_s_by_kind, rollback_s, rollback_detect_s,
+and the operator's TAILOR_ROLLOUT_CHECK_SECONDS (how often a running canary is judged).
 """
 
 from __future__ import annotations
@@ -125,6 +125,7 @@ def measure_repairs(api: client.ApiClient, pipelines: int, repairs: int) -> dict
 
 def measure_rollback(api: client.ApiClient, kubectl: list[str], bootstrap: str) -> dict[str, Any]:
     custom, apps = client.CustomObjectsApi(api), client.AppsV1Api(api)
+    core = client.CoreV1Api(api)
     rollout = {
         "strategy": "Canary",
         # A long window: only a failure can end this canary.
@@ -164,7 +165,13 @@ def measure_rollback(api: client.ApiClient, kubectl: list[str], bootstrap: str) 
     serve_traffic(bootstrap, NAMESPACE, "canary", ("v1", 300, {}), ("v2", 300, {"error_rate": 0.2}))
     bad = time.monotonic()
     detected = wait(lambda: model().get("failed") == "v2", "the rollback")
-    alone = wait(lambda: canary_uid() is None, "the canary Deployment to go")
+    wait(lambda: canary_uid() is None, "the canary Deployment to go")
+    alone = wait(
+        lambda: (
+            not core.list_namespaced_pod(NAMESPACE, label_selector="tailor.dev/track=canary").items
+        ),
+        "the canary pods to go",
+    )
     print(f"rolled back: {model().get('failedReason')}", file=sys.stderr)
     return {
         "rollback_s": round(alone - bad, 3),
