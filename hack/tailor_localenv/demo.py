@@ -9,9 +9,13 @@
 4. A generated click stream flows in; decisions are requested; the terminal shows the
    pipeline's status, events/s, freshness (click to profile in the scorer), decision
    latency and a few users' top items changing as they click.
-5. Half-way (or after 40 s interactively) a new model version is written into the spec;
-   the operator rolls the scorer Deployment, and the demo follows it: new scorer processes
-   with the new settings start before the old ones stop.
+5. Half-way (or after 40 s interactively) a new model version is written into the spec.
+   The pipeline's rollout strategy is Canary: the operator starts a canary scorer
+   Deployment with the new model beside the stable one, the demo starts its process and
+   sends it its share of requests (as the Service would), and the operator judges it from
+   the decisions the real scorers log and the clicks that follow. Once it passes, the
+   operator promotes it: the canary goes and the stable scorer Deployment rolls; new scorer
+   processes with the new settings start before the old ones stop.
 
 ``--headless --duration N`` runs the same for N seconds and prints a JSON summary.
 """
@@ -54,6 +58,10 @@ from tailor_pipeline.generator import DAY_MS, GeneratorSettings, stream
 from tailor_pipeline.train import train, write_model
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+CANARY = {
+    "strategy": "Canary",
+    "canary": {"replicas": 1, "analysisDuration": "10s", "minSamples": 100},
+}
 NAMESPACE = "tailor-demo"
 PIPELINE = "storefront"
 
@@ -87,7 +95,7 @@ class Stats:
     clicks_reflected: int = 0
     versions_served: dict[str, int] = field(default_factory=dict)
     tracked: dict[str, dict[str, Any]] = field(default_factory=dict)
-    log: deque[str] = field(default_factory=lambda: deque(maxlen=6))
+    log: deque[str] = field(default_factory=lambda: deque(maxlen=12))
 
 
 class Component:
@@ -105,6 +113,14 @@ class Component:
 
     def deployment(self) -> dict[str, Any]:
         return _kubectl_json(self.kubectl, "get", "deployment", self.name, "-n", NAMESPACE)
+
+    def exists(self) -> bool:
+        out = subprocess.run(
+            [*self.kubectl, "get", "deployment", self.name, "-n", NAMESPACE, "--ignore-not-found"],
+            capture_output=True,
+            text=True,
+        )
+        return bool(out.stdout.strip())
 
     def ports(self) -> list[int]:
         return list(self.serving)
@@ -162,7 +178,8 @@ class Component:
         self.processes = {}
         if surge:
             self.start_like_the_deployment(settings_file)
-            self.wait_ready()
+            self.wait_ready()  # the old ports leave service here
+            time.sleep(0.5)  # requests already sent to them finish
             for proc, _ in old.values():
                 proc.stop()
         else:
@@ -171,9 +188,14 @@ class Component:
             self.start_like_the_deployment(settings_file)
             self.wait_ready()
 
-    def stop(self) -> None:
+    def stop(self, drain_s: float = 0.0) -> None:
+        """Stop every process; with ``drain_s``, first take them out of service and let
+        requests in flight finish, as endpoints leave a Service before pods terminate."""
+        self.serving = []
+        time.sleep(drain_s)
         for proc, _ in self.processes.values():
             proc.stop()
+        self.processes = {}
 
 
 def _kubectl_json(kubectl: list[str], *args: str) -> dict[str, Any]:
@@ -189,11 +211,12 @@ def _model(path: Path, history: list[ClickEvent], version: str) -> dict[str, str
     return {"name": "item-knn", "version": version, "uri": f"file://{path}", "sha256": digest}
 
 
-def _read_settings(kubectl: list[str], work: Path, tag: str) -> Path:
-    """The operator's rendered settings, as its ConfigMap holds them."""
+def _read_settings(kubectl: list[str], work: Path, tag: str, key: str = "pipeline.json") -> Path:
+    """The operator's rendered settings, as its ConfigMap holds them (``key``: the stable
+    scorers' and workers' file, or the canary's)."""
     config = _kubectl_json(kubectl, "get", "configmap", f"{PIPELINE}-config", "-n", NAMESPACE)
     path = work / f"pipeline-{tag}.json"
-    path.write_text(config["data"]["pipeline.json"])
+    path.write_text(config["data"][key])
     return path
 
 
@@ -204,7 +227,7 @@ class Traffic:
         self,
         bootstrap: str,
         topic: str,
-        scorers: Component,
+        scorers: list[Component],
         options: Options,
         history: list[ClickEvent],
     ) -> None:
@@ -242,8 +265,12 @@ class Traffic:
             time.sleep(max(0.0, next_at - time.monotonic()))
         self._producer.flush(10)
 
+    def ports(self) -> list[int]:
+        """Every ready scorer process, stable and canary: the Service selects both."""
+        return [port for component in self.scorers for port in component.ports()]
+
     def decide(self, user: str) -> dict[str, Any] | None:
-        ports = self.scorers.ports()
+        ports = self.ports()
         if not ports:
             return None
         port = random.choice(ports)
@@ -317,7 +344,7 @@ class Traffic:
 
     def _wait_profile(self, user: str, item: str, deadline: float) -> float | None:
         while time.monotonic() < deadline and not self.stop.is_set():
-            ports = self.scorers.ports()
+            ports = self.ports()
             if ports:
                 with contextlib.suppress(OSError, ValueError):
                     code, body = http_get(f"http://127.0.0.1:{ports[0]}/v1/users/{user}/profile")
@@ -439,6 +466,8 @@ def run(options: Options) -> int:
         manifest = yaml.safe_load((REPO_ROOT / "examples" / "01-minimal.yaml").read_text())
         manifest["spec"]["kafka"]["bootstrapServers"] = broker.bootstrap_servers
         manifest["spec"].setdefault("scorer", {})["model"] = model_v1
+        # New models go through a canary; the demo's short run judges it in 10 s.
+        manifest["spec"]["scorer"]["rollout"] = CANARY
         subprocess.run(
             [*kubectl, "apply", "-n", NAMESPACE, "-f", "-"],
             input=yaml.safe_dump(manifest),
@@ -484,17 +513,18 @@ def run(options: Options) -> int:
 
         workers = Component(f"{PIPELINE}-stream-worker", work, kubectl)
         scorers = Component(f"{PIPELINE}-scorer", work, kubectl)
-        components = [workers, scorers]
-        for component in components:
+        canary = Component(f"{PIPELINE}-scorer-canary", work, kubectl)
+        components = [workers, scorers, canary]
+        for component in (workers, scorers):
             component.start_like_the_deployment(settings_file)
-        for component in components:
+        for component in (workers, scorers):
             component.wait_ready()
         say(
             f"{len(workers.processes)} stream workers and {len(scorers.processes)} scorers "
             "ready, running as the operator's Deployments describe them"
         )
 
-        traffic = Traffic(broker.bootstrap_servers, topic, scorers, options, history)
+        traffic = Traffic(broker.bootstrap_servers, topic, [scorers, canary], options, history)
         threads = [
             threading.Thread(target=t, daemon=True)
             for t in (traffic.run_clicks, traffic.run_decisions, traffic.run_tracked)
@@ -535,6 +565,7 @@ def run(options: Options) -> int:
                 traffic.stats.log.append(
                     f"{elapsed:5.0f}s  spec.scorer.model -> {model_v2['version']} (kubectl patch)"
                 )
+            settings_version = _follow_canary(canary, kubectl, work, settings_version, traffic, t0)
             for component, surge in ((scorers, True), (workers, False)):
                 template = component.deployment()["spec"]["template"]
                 new_hash = template["metadata"]["annotations"].get("tailor.dev/config-hash")
@@ -576,9 +607,19 @@ def run(options: Options) -> int:
                 "model_version_spec": spec["spec"]["scorer"]["model"]["version"],
                 "model_versions_served": s.versions_served,
                 "last_model_version_served": _last_version(traffic),
+                "canary_analysis": (spec.get("status", {}).get("model") or {}).get("analysis"),
+                "model_rolled_out": next(
+                    (
+                        f"{c['status']} {c['reason']}: {c['message']}"
+                        for c in spec.get("status", {}).get("conditions", [])
+                        if c["type"] == "ModelRolledOut"
+                    ),
+                    None,
+                ),
                 "model_update_rolled_out_s": (
                     round(rolled_at - updated_at, 1) if rolled_at and updated_at else None
                 ),
+                "timeline": list(s.log),
                 "ready": any(
                     c["type"] == "Ready" and c["status"] == "True"
                     for c in spec.get("status", {}).get("conditions", [])
@@ -600,6 +641,32 @@ def run(options: Options) -> int:
         control_plane.stop()
         broker.stop()
         spawner.shutdown()
+
+
+def _follow_canary(
+    canary: Component, kubectl: list[str], work: Path, version: int, traffic: Traffic, t0: float
+) -> int:
+    """Start the canary's process when the operator creates its Deployment, stop it when
+    the operator removes it (promoted or rolled back). Returns the settings version."""
+    exists = canary.exists()
+    elapsed = time.monotonic() - t0
+    if exists and not canary.processes:
+        version += 1
+        settings = _read_settings(kubectl, work, str(version), "pipeline-canary.json")
+        traffic.stats.log.append(
+            f"{elapsed:5.0f}s  canary Deployment created by the operator: starting it"
+        )
+        canary.start_like_the_deployment(settings)
+        canary.wait_ready()
+        traffic.stats.log.append(f"{time.monotonic() - t0:5.0f}s  canary serving its share")
+    elif not exists and canary.processes:
+        canary.stop(drain_s=0.5)
+        pipeline = _kubectl_json(kubectl, "get", f"ppl/{PIPELINE}", "-n", NAMESPACE)
+        model = pipeline["status"].get("model") or {}
+        promoted = model.get("active") == pipeline["spec"]["scorer"]["model"]["version"]
+        verdict = "promoted" if promoted else f"rolled back ({model.get('failedReason')})"
+        traffic.stats.log.append(f"{elapsed:5.0f}s  canary {verdict}: canary process stopped")
+    return version
 
 
 def _last_version(traffic: Traffic) -> str | None:

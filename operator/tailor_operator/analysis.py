@@ -187,11 +187,15 @@ def _pct(x: float) -> str:
 
 def ctr_significantly_below(canary: Arm, stable: Arm, ratio: float, z: float) -> bool:
     """Is the canary's click-through rate below ``ratio`` x stable's, beyond noise? One-sided
-    test on the difference of two proportions (normal approximation)."""
-    difference = canary.ctr - ratio * stable.ctr
-    variance = canary.ctr * (1 - canary.ctr) / max(canary.shown, 1) + ratio**2 * stable.ctr * (
-        1 - stable.ctr
-    ) / max(stable.shown, 1)
+    test on the difference of two proportions, with the Agresti-Caffo adjustment (one click
+    and one miss added to each arm): with rare clicks, an arm with none would otherwise look
+    certain, and zero clicks in 150 decisions would "prove" a model worse than 5 in 368."""
+    p_c = (canary.clicked + 1) / (canary.shown + 2)
+    p_s = (stable.clicked + 1) / (stable.shown + 2)
+    difference = p_c - ratio * p_s
+    variance = p_c * (1 - p_c) / (canary.shown + 2) + ratio**2 * p_s * (1 - p_s) / (
+        stable.shown + 2
+    )
     return difference + z * math.sqrt(variance) < 0
 
 

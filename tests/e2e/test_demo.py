@@ -20,7 +20,7 @@ def test_headless_demo_serves_fresh_decisions_and_rolls_a_new_model(tmp_path: Pa
             "tailor_localenv.cli",
             "demo",
             "--headless",
-            "--duration=30",
+            "--duration=40",
             "--update-after=12",
             f"--work-dir={tmp_path}",
         ],
@@ -42,3 +42,6 @@ def test_headless_demo_serves_fresh_decisions_and_rolls_a_new_model(tmp_path: Pa
     assert summary["model_version_spec"] == "2026-11-v2"
     assert summary["last_model_version_served"] == summary["model_version_spec"]
     assert set(summary["model_versions_served"]) == {"2026-11-v1", "2026-11-v2"}
+    # The new model went through a canary judged on the real scorers' decision log.
+    assert summary["canary_analysis"].startswith("canary ")
+    assert summary["model_rolled_out"] == "True RolledOut: serving 2026-11-v2"

@@ -155,6 +155,14 @@ def test_ctr_fails_only_when_significantly_below_the_ratio() -> None:
     assert not ctr_significantly_below(arm(5000, clicked=900), stable, 0.95, 1.645)
 
 
+def test_no_clicks_on_a_small_canary_with_rare_clicks_is_noise() -> None:
+    # Seen in the demo: 0 of 150 against 5 of 368 (1.4%). A plain normal approximation
+    # calls this significant (the canary's variance estimate is zero).
+    assert not ctr_significantly_below(arm(150), arm(368, clicked=5), 0.95, 1.645)
+    # With enough decisions the same rates are a real difference.
+    assert ctr_significantly_below(arm(3000), arm(3000, clicked=41), 0.95, 1.645)
+
+
 def test_zero_clicks_on_both_arms_is_not_a_failure() -> None:
     assert not ctr_significantly_below(arm(1000), arm(1000), 0.95, 1.645)
     assert judge(arm(1000), arm(1000), CRITERIA, elapsed_s=61).outcome == "pass"
