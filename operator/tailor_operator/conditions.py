@@ -49,6 +49,7 @@ class Reason(StrEnum):
     PODS_FAILING = "PodsFailing"
     ROLLED_OUT = "RolledOut"
     ROLLING_OUT = "RollingOut"
+    CANARY_STARTED = "CanaryStarted"
     CANARY_ANALYSIS = "CanaryAnalysis"
     CANARY_PROMOTED = "CanaryPromoted"
     CANARY_FAILED = "CanaryFailed"

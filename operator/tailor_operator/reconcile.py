@@ -476,6 +476,7 @@ def reconcile(
         events.append(Event("Warning", topics.reason, topics.message))
     if sum(topics.operations.values()):
         events.append(Event("Normal", "TopicsReconciled", _describe_operations(topics.operations)))
+    stored_status = previous
     previous = previous.model_copy(update={"model": step.status})
     topics_condition = conditions.Condition(
         type=conditions.TOPICS_READY,
@@ -513,7 +514,7 @@ def reconcile(
         )
         status = status.model_copy(update={"conditions": alarm})
     return Outcome(
-        status=_changed(_previous_status(body), status),
+        status=_changed(stored_status, status),
         events=events,
         recreated_topics=recreated,
         rollout_changed=rollout.served(pipeline, step.status) != served,

@@ -152,7 +152,7 @@ def _canary_step(
         events.append(
             Event(
                 "Normal",
-                "CanaryStarted",
+                Reason.CANARY_STARTED,
                 f"Canary {spec.version} on {replicas} replica{'s' * (replicas > 1)} beside"
                 f" {ms.active}; analysis for {rollout.canary.analysis_duration}",
             )

@@ -49,8 +49,8 @@ def _repairs(before: dict[str, str] | None, outcome: Outcome, same_spec: bool) -
     return repairs
 
 
-_ROLLOUT_RESULTS = {
-    "CanaryStarted": "canary_started",
+_ROLLOUT_RESULTS: dict[str, str] = {
+    Reason.CANARY_STARTED: "canary_started",
     Reason.CANARY_PROMOTED: "promoted",
     Reason.ROLLED_BACK: "rolled_back",
     Reason.CANARY_FAILED: "canary_failed",
@@ -199,6 +199,7 @@ class Runtime:
                     self._seen.pop(key, None)
                     self._applied_for.pop(key, None)
                     self._pods.pop(key, None)
+                    await asyncio.to_thread(self.deps.decision_logs.close, key)
                     return
                 if body["metadata"].get("deletionTimestamp"):
                     return
