@@ -384,7 +384,7 @@ def _evidence(pipeline: Pipeline, deps: Dependencies) -> rollout.Evidence:
         try:
             tally = deps.decision_logs.tally(
                 (pipeline.namespace, pipeline.name),
-                kafka_client_config(pipeline, deps.kube),
+                lambda: kafka_client_config(pipeline, deps.kube),
                 (pipeline.topic_name("decisions"), pipeline.topic_name("events")),
                 since,
                 int(api.parse_duration(canary_spec.attribution_window) * 1000),
@@ -456,12 +456,11 @@ def reconcile(
             stored = _apply_children(pipeline, children, deps, events, created)
             step = _rollout_step(pipeline, previous, stored, pods or {}, deps, now)
             events.extend(step.events)
-            if rollout.served(pipeline, step.status) != served:
+            served_now = rollout.served(pipeline, step.status)
+            if served_now != served:
                 stored = _apply_children(
                     pipeline,
-                    desired_children(
-                        pipeline, deps.images, rollout.served(pipeline, step.status), True
-                    ),
+                    desired_children(pipeline, deps.images, served_now, True),
                     deps,
                     events,
                     created,
@@ -517,7 +516,7 @@ def reconcile(
         status=_changed(stored_status, status),
         events=events,
         recreated_topics=recreated,
-        rollout_changed=rollout.served(pipeline, step.status) != served,
+        rollout_changed=served_now != served,
         rollout_active=_rollout_active(status.model),
         verdict=step.verdict,
         kafka_unavailable=topics.unavailable,

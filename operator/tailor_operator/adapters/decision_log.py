@@ -13,7 +13,7 @@ import datetime
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from confluent_kafka import Consumer, IsolationLevel, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
@@ -144,19 +144,21 @@ class DecisionLogs:
     def tally(
         self,
         pipeline: tuple[str, str],
-        config: Mapping[str, str],
+        config: Callable[[], Mapping[str, str]],
         topics: tuple[str, str],
         since: str,
         attribution_ms: int,
         event_types: frozenset[str],
     ) -> Tally:
-        """Everything logged since ``since`` that can be read now (within a budget)."""
+        """Everything logged since ``since`` that can be read now (within a budget).
+        ``config``: the client settings, asked for only when a reader is created (they may
+        read a Secret)."""
         with self._lock:
             current = self._readers.get(pipeline)
         if current is None or current[0] != since:
             if current is not None:
                 current[1].close()
-            reader = _Reader(config, *topics, since, attribution_ms, event_types)
+            reader = _Reader(config(), *topics, since, attribution_ms, event_types)
             with self._lock:
                 self._readers[pipeline] = (since, reader)
         else:
