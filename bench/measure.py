@@ -29,6 +29,22 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
+def histogram(metrics: str, name: str) -> tuple[float, float, list[tuple[float, float]]]:
+    """Count, sum and cumulative (upper bound, count) buckets of a Prometheus histogram in
+    the text exposition format."""
+    buckets: list[tuple[float, float]] = []
+    total = count = 0.0
+    for line in metrics.splitlines():
+        if line.startswith(f"{name}_bucket"):
+            bound = line.split('le="')[1].split('"')[0]
+            buckets.append((float(bound), float(line.split()[-1])))
+        elif line.startswith(f"{name}_sum"):
+            total = float(line.split()[-1])
+        elif line.startswith(f"{name}_count"):
+            count = float(line.split()[-1])
+    return count, total, buckets
+
+
 def seconds_to_recreate(
     read_uid: Callable[[], str | None], delete: Callable[[], object], timeout: float = 60.0
 ) -> float:

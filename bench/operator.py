@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client, watch
-from measure import cpu_seconds, percentile, rss_mb, seconds_to_recreate
+from measure import cpu_seconds, histogram, percentile, rss_mb, seconds_to_recreate
 
 from tailor_localenv.kafka import KafkaBroker
 from tailor_localenv.kube import ControlPlane
@@ -59,12 +59,7 @@ def pipeline(name: str, bootstrap: str) -> dict[str, Any]:
 def reconcile_stats(metrics_port: int) -> tuple[float, float]:
     """(reconciles so far, seconds spent in them) from the operator's /metrics."""
     _, body = http_get(f"http://127.0.0.1:{metrics_port}/metrics")
-    count = total = 0.0
-    for line in body.decode().splitlines():
-        if line.startswith("tailor_reconcile_duration_seconds_count"):
-            count = float(line.split()[-1])
-        elif line.startswith("tailor_reconcile_duration_seconds_sum"):
-            total = float(line.split()[-1])
+    count, total, _ = histogram(body.decode(), "tailor_reconcile_duration_seconds")
     return count, total
 
 

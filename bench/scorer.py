@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from measure import percentile, rss_mb
+from measure import histogram, percentile, rss_mb
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -129,12 +129,7 @@ def main() -> int:
                     "requests_per_s": round(len(latencies) / elapsed),
                 }
             _, metrics = http_get(f"http://127.0.0.1:{port}/metrics")
-            total = count = 0.0
-            for line in metrics.decode().splitlines():
-                if line.startswith("tailor_scorer_decision_seconds_sum"):
-                    total = float(line.split()[-1])
-                elif line.startswith("tailor_scorer_decision_seconds_count"):
-                    count = float(line.split()[-1])
+            count, total, _ = histogram(metrics.decode(), "tailor_scorer_decision_seconds")
             result["ranking_mean_ms"] = round(1000 * total / max(count, 1), 3)
             assert scorer.pid is not None
             result["scorer_rss_mb"] = round(rss_mb(scorer.pid)[0], 1)

@@ -28,7 +28,7 @@ from typing import Any
 
 import msgspec
 from confluent_kafka import Consumer, TopicPartition
-from measure import percentile, rss_mb
+from measure import histogram, percentile, rss_mb
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -137,16 +137,7 @@ class Committed:
 
 def histogram_summary(metrics: str, name: str) -> dict[str, float]:
     """Mean and bucket-resolution p99 of a Prometheus histogram."""
-    buckets: list[tuple[float, float]] = []
-    total = count = 0.0
-    for line in metrics.splitlines():
-        if line.startswith(f"{name}_bucket"):
-            bound = line.split('le="')[1].split('"')[0]
-            buckets.append((float(bound), float(line.split()[-1])))
-        elif line.startswith(f"{name}_sum"):
-            total = float(line.split()[-1])
-        elif line.startswith(f"{name}_count"):
-            count = float(line.split()[-1])
+    count, total, buckets = histogram(metrics, name)
     p99 = next((bound for bound, cum in buckets if count and cum >= 0.99 * count), float("nan"))
     return {"mean_ms": round(1000 * total / max(count, 1), 1), "p99_le_ms": 1000 * p99}
 
