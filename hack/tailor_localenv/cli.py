@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType
 
@@ -65,6 +64,7 @@ def _apply_crds(kubectl: list[str], crd_dir: Path) -> list[str]:
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
+    from tailor_localenv.environment import side_by_side
     from tailor_localenv.kafka import KafkaBroker
     from tailor_localenv.kube import ControlPlane
 
@@ -85,13 +85,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spawner")
-    try:
-        # The JVM and the control plane start side by side: they share nothing. The pool's
-        # thread must outlive the broker (PR_SET_PDEATHSIG follows the forking thread).
-        kafka_started = spawner.submit(broker.start)
-        control_plane.start()
-        kafka_started.result()
+    with side_by_side(control_plane, broker):
         kubectl = control_plane.kubectl_command()
         crds = _apply_crds(kubectl, args.crds)
         if crds:
@@ -124,10 +118,6 @@ def _cmd_up(args: argparse.Namespace) -> int:
                 return 1
         say("stopping")
         return 0
-    finally:
-        control_plane.stop()
-        broker.stop()
-        spawner.shutdown()
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -36,7 +36,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -48,6 +47,7 @@ from confluent_kafka import Producer
 
 from tailor_localenv import bootstrap as bootstrap_mod
 from tailor_localenv import cache
+from tailor_localenv.environment import side_by_side
 from tailor_localenv.kafka import KafkaBroker
 from tailor_localenv.kube import ControlPlane
 from tailor_localenv.processes import ManagedProcess, free_port, http_get, ready_on
@@ -408,239 +408,240 @@ def run(options: Options) -> int:
     operator: ManagedProcess | None = None
     traffic: Traffic | None = None
     summary: dict[str, Any] = {}
-    spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spawner")
-    try:
-        # The JVM and the control plane start side by side: they share nothing. The pool's
-        # thread must outlive the broker (PR_SET_PDEATHSIG follows the forking thread).
-        kafka_started = spawner.submit(broker.start)
-        control_plane.start()
-        kafka_started.result()
-        kubectl = control_plane.kubectl_command()
-        env_file = work / "env.sh"
-        env_file.write_text(
-            f"export KUBECONFIG={control_plane.kubeconfig}\n"
-            f"export TAILOR_KAFKA_BOOTSTRAP={broker.bootstrap_servers}\n"
-            f"export PATH={control_plane.binary('kubectl').parent}:$PATH\n"
-        )
-        say(f"in another terminal: source {env_file}; kubectl get ppl,deploy,pods -n {NAMESPACE}")
-        subprocess.run(
-            [*kubectl, "apply", "--server-side", "-f", str(REPO_ROOT / "crds")],
-            check=True,
-            capture_output=True,
-        )
-        subprocess.run(
-            [
-                *kubectl,
-                "wait",
-                "--for=condition=Established",
-                "--timeout=60s",
-                "crd/personalizationpipelines.tailor.dev",
-            ],
-            check=True,
-            capture_output=True,
-        )
-        subprocess.run(
-            [*kubectl, "create", "namespace", NAMESPACE], check=True, capture_output=True
-        )
-        operator = ManagedProcess(
-            "tailor-operator",
-            [
-                sys.executable,
-                "-m",
-                "tailor_operator",
-                "-n",
-                NAMESPACE,
-                "--liveness=off",
-                "--metrics-port=0",
-                *(["--verbose"] if os.environ.get("TAILOR_DEMO_VERBOSE") else []),
-            ],
-            work / "logs",
-            env={**os.environ, "KUBECONFIG": str(control_plane.kubeconfig)},
-        ).start()
-        say("operator started; training the model from a generated history")
+    with side_by_side(control_plane, broker):
+        try:
+            kubectl = control_plane.kubectl_command()
+            env_file = work / "env.sh"
+            env_file.write_text(
+                f"export KUBECONFIG={control_plane.kubeconfig}\n"
+                f"export TAILOR_KAFKA_BOOTSTRAP={broker.bootstrap_servers}\n"
+                f"export PATH={control_plane.binary('kubectl').parent}:$PATH\n"
+            )
+            say(
+                f"in another terminal: source {env_file};"
+                f" kubectl get ppl,deploy,pods -n {NAMESPACE}"
+            )
+            subprocess.run(
+                [*kubectl, "apply", "--server-side", "-f", str(REPO_ROOT / "crds")],
+                check=True,
+                capture_output=True,
+            )
+            subprocess.run(
+                [
+                    *kubectl,
+                    "wait",
+                    "--for=condition=Established",
+                    "--timeout=60s",
+                    "crd/personalizationpipelines.tailor.dev",
+                ],
+                check=True,
+                capture_output=True,
+            )
+            subprocess.run(
+                [*kubectl, "create", "namespace", NAMESPACE], check=True, capture_output=True
+            )
+            operator = ManagedProcess(
+                "tailor-operator",
+                [
+                    sys.executable,
+                    "-m",
+                    "tailor_operator",
+                    "-n",
+                    NAMESPACE,
+                    "--liveness=off",
+                    "--metrics-port=0",
+                    *(["--verbose"] if os.environ.get("TAILOR_DEMO_VERBOSE") else []),
+                ],
+                work / "logs",
+                env={**os.environ, "KUBECONFIG": str(control_plane.kubeconfig)},
+            ).start()
+            say("operator started; training the model from a generated history")
 
-        now = int(time.time() * 1000)
-        history = list(_clicks(seed=1, days=2, start_ms=now - 2 * DAY_MS))
-        model_v1 = _model(work / "models" / "v1.tailor", history, "2026-11-v1")
-        model_v2 = _model(work / "models" / "v2.tailor", history[len(history) // 3 :], "2026-11-v2")
-        manifest = yaml.safe_load((REPO_ROOT / "examples" / "01-minimal.yaml").read_text())
-        manifest["spec"]["kafka"]["bootstrapServers"] = broker.bootstrap_servers
-        manifest["spec"].setdefault("scorer", {})["model"] = model_v1
-        # New models go through a canary; the demo's short run judges it in 10 s.
-        manifest["spec"]["scorer"]["rollout"] = CANARY
-        subprocess.run(
-            [*kubectl, "apply", "-n", NAMESPACE, "-f", "-"],
-            input=yaml.safe_dump(manifest),
-            text=True,
-            check=True,
-            capture_output=True,
-        )
-        say(
-            f"applied examples/01-minimal.yaml as {NAMESPACE}/{PIPELINE} with model "
-            f"{model_v1['version']}; waiting for Ready"
-        )
-        started = time.monotonic()
-        subprocess.run(
-            [
-                *kubectl,
-                "wait",
-                "--for=condition=Ready",
-                f"ppl/{PIPELINE}",
-                "-n",
-                NAMESPACE,
-                "--timeout=180s",
-            ],
-            check=True,
-            capture_output=True,
-        )
-        say(f"pipeline Ready in {time.monotonic() - started:.1f}s")
-        summary["pipeline_ready_s"] = round(time.monotonic() - started, 1)
+            now = int(time.time() * 1000)
+            history = list(_clicks(seed=1, days=2, start_ms=now - 2 * DAY_MS))
+            model_v1 = _model(work / "models" / "v1.tailor", history, "2026-11-v1")
+            model_v2 = _model(
+                work / "models" / "v2.tailor", history[len(history) // 3 :], "2026-11-v2"
+            )
+            manifest = yaml.safe_load((REPO_ROOT / "examples" / "01-minimal.yaml").read_text())
+            manifest["spec"]["kafka"]["bootstrapServers"] = broker.bootstrap_servers
+            manifest["spec"].setdefault("scorer", {})["model"] = model_v1
+            # New models go through a canary; the demo's short run judges it in 10 s.
+            manifest["spec"]["scorer"]["rollout"] = CANARY
+            subprocess.run(
+                [*kubectl, "apply", "-n", NAMESPACE, "-f", "-"],
+                input=yaml.safe_dump(manifest),
+                text=True,
+                check=True,
+                capture_output=True,
+            )
+            say(
+                f"applied examples/01-minimal.yaml as {NAMESPACE}/{PIPELINE} with model "
+                f"{model_v1['version']}; waiting for Ready"
+            )
+            started = time.monotonic()
+            subprocess.run(
+                [
+                    *kubectl,
+                    "wait",
+                    "--for=condition=Ready",
+                    f"ppl/{PIPELINE}",
+                    "-n",
+                    NAMESPACE,
+                    "--timeout=180s",
+                ],
+                check=True,
+                capture_output=True,
+            )
+            say(f"pipeline Ready in {time.monotonic() - started:.1f}s")
+            summary["pipeline_ready_s"] = round(time.monotonic() - started, 1)
 
-        settings_file = _read_settings(kubectl, work, "1")
-        topic = json.loads(settings_file.read_text())["topics"]["events"]
-        history_producer = Producer(
-            {
-                "bootstrap.servers": broker.bootstrap_servers,
-                "enable.idempotence": True,
-                "linger.ms": 20,
-            }
-        )
-        for event in history:
-            history_producer.produce(topic, key=event.user_id, value=events.encode(event))
-            history_producer.poll(0)
-        history_producer.flush(30)
-        say(f"loaded {len(history)} historical events into {topic}")
+            settings_file = _read_settings(kubectl, work, "1")
+            topic = json.loads(settings_file.read_text())["topics"]["events"]
+            history_producer = Producer(
+                {
+                    "bootstrap.servers": broker.bootstrap_servers,
+                    "enable.idempotence": True,
+                    "linger.ms": 20,
+                }
+            )
+            for event in history:
+                history_producer.produce(topic, key=event.user_id, value=events.encode(event))
+                history_producer.poll(0)
+            history_producer.flush(30)
+            say(f"loaded {len(history)} historical events into {topic}")
 
-        workers = Component(f"{PIPELINE}-stream-worker", work, kubectl)
-        scorers = Component(f"{PIPELINE}-scorer", work, kubectl)
-        canary = Component(f"{PIPELINE}-scorer-canary", work, kubectl)
-        components = [workers, scorers, canary]
-        for component in (workers, scorers):
-            component.start_like_the_deployment(settings_file)
-        for component in (workers, scorers):
-            component.wait_ready()
-        say(
-            f"{len(workers.processes)} stream workers and {len(scorers.processes)} scorers "
-            "ready, running as the operator's Deployments describe them"
-        )
+            workers = Component(f"{PIPELINE}-stream-worker", work, kubectl)
+            scorers = Component(f"{PIPELINE}-scorer", work, kubectl)
+            canary = Component(f"{PIPELINE}-scorer-canary", work, kubectl)
+            components = [workers, scorers, canary]
+            for component in (workers, scorers):
+                component.start_like_the_deployment(settings_file)
+            for component in (workers, scorers):
+                component.wait_ready()
+            say(
+                f"{len(workers.processes)} stream workers and {len(scorers.processes)} scorers "
+                "ready, running as the operator's Deployments describe them"
+            )
 
-        traffic = Traffic(broker.bootstrap_servers, topic, [scorers, canary], options, history)
-        threads = [
-            threading.Thread(target=t, daemon=True)
-            for t in (traffic.run_clicks, traffic.run_decisions, traffic.run_tracked)
-        ]
-        for thread in threads:
-            thread.start()
+            traffic = Traffic(broker.bootstrap_servers, topic, [scorers, canary], options, history)
+            threads = [
+                threading.Thread(target=t, daemon=True)
+                for t in (traffic.run_clicks, traffic.run_decisions, traffic.run_tracked)
+            ]
+            for thread in threads:
+                thread.start()
 
-        update_after = options.update_after
-        if update_after is None:
-            update_after = options.duration / 2 if options.duration else 40.0
-        t0 = time.monotonic()
-        updated_at: float | None = None
-        rolled_at: float | None = None
-        last_produced, last_tick = 0, t0
-        rate = 0.0
-        settings_version = 1
-        while not stop.is_set():
-            elapsed = time.monotonic() - t0
-            if options.duration and elapsed >= options.duration:
-                break
-            if updated_at is None and elapsed >= update_after:
-                patch = {"spec": {"scorer": {"model": model_v2}}}
-                subprocess.run(
-                    [
-                        *kubectl,
-                        "patch",
-                        f"ppl/{PIPELINE}",
-                        "-n",
-                        NAMESPACE,
-                        "--type=merge",
-                        "-p",
-                        json.dumps(patch),
-                    ],
-                    check=True,
-                    capture_output=True,
-                )
-                updated_at = time.monotonic()
-                traffic.stats.log.append(
-                    f"{elapsed:5.0f}s  spec.scorer.model -> {model_v2['version']} (kubectl patch)"
-                )
-            settings_version = _follow_canary(canary, kubectl, work, settings_version, traffic, t0)
-            for component, surge in ((scorers, True), (workers, False)):
-                template = component.deployment()["spec"]["template"]
-                new_hash = template["metadata"]["annotations"].get("tailor.dev/config-hash")
-                if new_hash != component.config_hash:
-                    settings_version += 1
-                    new_settings = _read_settings(kubectl, work, str(settings_version))
-                    traffic.stats.log.append(
-                        f"{elapsed:5.0f}s  Deployment {component.name} "
-                        "rolled by the operator: rolling local processes"
+            update_after = options.update_after
+            if update_after is None:
+                update_after = options.duration / 2 if options.duration else 40.0
+            t0 = time.monotonic()
+            updated_at: float | None = None
+            rolled_at: float | None = None
+            last_produced, last_tick = 0, t0
+            rate = 0.0
+            settings_version = 1
+            while not stop.is_set():
+                elapsed = time.monotonic() - t0
+                if options.duration and elapsed >= options.duration:
+                    break
+                if updated_at is None and elapsed >= update_after:
+                    patch = {"spec": {"scorer": {"model": model_v2}}}
+                    subprocess.run(
+                        [
+                            *kubectl,
+                            "patch",
+                            f"ppl/{PIPELINE}",
+                            "-n",
+                            NAMESPACE,
+                            "--type=merge",
+                            "-p",
+                            json.dumps(patch),
+                        ],
+                        check=True,
+                        capture_output=True,
                     )
-                    component.roll(new_settings, surge)
-                    if component is scorers and updated_at is not None:
-                        rolled_at = time.monotonic()
+                    updated_at = time.monotonic()
                     traffic.stats.log.append(
-                        f"{time.monotonic() - t0:5.0f}s  {component.name} rolled"
+                        f"{elapsed:5.0f}s  spec.scorer.model -> {model_v2['version']}"
+                        " (kubectl patch)"
                     )
-            now_tick = time.monotonic()
-            rate = (traffic.stats.produced - last_produced) / max(now_tick - last_tick, 1e-6)
-            last_produced, last_tick = traffic.stats.produced, now_tick
-            if not options.headless:
-                print("\x1b[2J\x1b[H" + _frame(kubectl, traffic, elapsed, rate), flush=True)
-            stop.wait(1.0)
+                settings_version = _follow_canary(
+                    canary, kubectl, work, settings_version, traffic, t0
+                )
+                for component, surge in ((scorers, True), (workers, False)):
+                    template = component.deployment()["spec"]["template"]
+                    new_hash = template["metadata"]["annotations"].get("tailor.dev/config-hash")
+                    if new_hash != component.config_hash:
+                        settings_version += 1
+                        new_settings = _read_settings(kubectl, work, str(settings_version))
+                        traffic.stats.log.append(
+                            f"{elapsed:5.0f}s  Deployment {component.name} "
+                            "rolled by the operator: rolling local processes"
+                        )
+                        component.roll(new_settings, surge)
+                        if component is scorers and updated_at is not None:
+                            rolled_at = time.monotonic()
+                        traffic.stats.log.append(
+                            f"{time.monotonic() - t0:5.0f}s  {component.name} rolled"
+                        )
+                now_tick = time.monotonic()
+                rate = (traffic.stats.produced - last_produced) / max(now_tick - last_tick, 1e-6)
+                last_produced, last_tick = traffic.stats.produced, now_tick
+                if not options.headless:
+                    print("\x1b[2J\x1b[H" + _frame(kubectl, traffic, elapsed, rate), flush=True)
+                stop.wait(1.0)
 
-        spec = _kubectl_json(kubectl, "get", f"ppl/{PIPELINE}", "-n", NAMESPACE)
-        s = traffic.stats
-        latencies = list(s.latencies)
-        summary.update(
-            {
-                "duration_s": round(time.monotonic() - t0, 1),
-                "events_produced": s.produced,
-                "decisions": s.decisions,
-                "decision_errors": s.errors,
-                "decision_latency_p50_ms": _ms(latencies, 0.5),
-                "decision_latency_p99_ms": _ms(latencies, 0.99),
-                "freshness_p50_ms": _ms(s.freshness, 0.5),
-                "freshness_p99_ms": _ms(s.freshness, 0.99),
-                "clicks_checked": s.clicks_checked,
-                "clicks_reflected_after_1s": s.clicks_reflected,
-                "model_version_spec": spec["spec"]["scorer"]["model"]["version"],
-                "model_versions_served": s.versions_served,
-                "last_model_version_served": _last_version(traffic),
-                "canary_analysis": (spec.get("status", {}).get("model") or {}).get("analysis"),
-                "model_rolled_out": next(
-                    (
-                        f"{c['status']} {c['reason']}: {c['message']}"
-                        for c in spec.get("status", {}).get("conditions", [])
-                        if c["type"] == "ModelRolledOut"
+            spec = _kubectl_json(kubectl, "get", f"ppl/{PIPELINE}", "-n", NAMESPACE)
+            s = traffic.stats
+            latencies = list(s.latencies)
+            summary.update(
+                {
+                    "duration_s": round(time.monotonic() - t0, 1),
+                    "events_produced": s.produced,
+                    "decisions": s.decisions,
+                    "decision_errors": s.errors,
+                    "decision_latency_p50_ms": _ms(latencies, 0.5),
+                    "decision_latency_p99_ms": _ms(latencies, 0.99),
+                    "freshness_p50_ms": _ms(s.freshness, 0.5),
+                    "freshness_p99_ms": _ms(s.freshness, 0.99),
+                    "clicks_checked": s.clicks_checked,
+                    "clicks_reflected_after_1s": s.clicks_reflected,
+                    "model_version_spec": spec["spec"]["scorer"]["model"]["version"],
+                    "model_versions_served": s.versions_served,
+                    "last_model_version_served": _last_version(traffic),
+                    "canary_analysis": (spec.get("status", {}).get("model") or {}).get("analysis"),
+                    "model_rolled_out": next(
+                        (
+                            f"{c['status']} {c['reason']}: {c['message']}"
+                            for c in spec.get("status", {}).get("conditions", [])
+                            if c["type"] == "ModelRolledOut"
+                        ),
+                        None,
                     ),
-                    None,
-                ),
-                "model_update_rolled_out_s": (
-                    round(rolled_at - updated_at, 1) if rolled_at and updated_at else None
-                ),
-                "timeline": list(s.log),
-                "ready": any(
-                    c["type"] == "Ready" and c["status"] == "True"
-                    for c in spec.get("status", {}).get("conditions", [])
-                ),
-            }
-        )
-        if options.headless:
-            print(json.dumps(summary, indent=2), flush=True)
-        else:
-            say("stopping")
-        return 0
-    finally:
-        if traffic is not None:
-            traffic.stop.set()
-        for component in components:
-            component.stop()
-        if operator is not None:
-            operator.stop()
-        control_plane.stop()
-        broker.stop()
-        spawner.shutdown()
+                    "model_update_rolled_out_s": (
+                        round(rolled_at - updated_at, 1) if rolled_at and updated_at else None
+                    ),
+                    "timeline": list(s.log),
+                    "ready": any(
+                        c["type"] == "Ready" and c["status"] == "True"
+                        for c in spec.get("status", {}).get("conditions", [])
+                    ),
+                }
+            )
+            if options.headless:
+                print(json.dumps(summary, indent=2), flush=True)
+            else:
+                say("stopping")
+            return 0
+        finally:
+            # Everything that talks to Kafka and the API server stops before they do.
+            if traffic is not None:
+                traffic.stop.set()
+            for component in components:
+                component.stop()
+            if operator is not None:
+                operator.stop()
 
 
 def _follow_canary(
