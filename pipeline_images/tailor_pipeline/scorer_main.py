@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
@@ -10,18 +9,14 @@ from pathlib import Path
 
 from aiohttp import web
 
-from tailor_pipeline.observability import setup_logging
+from tailor_pipeline import program
 from tailor_pipeline.scorer import DecisionLog, ProfileTable, Scorer, make_app
-from tailor_pipeline.settings import CONFIG_ENV, PipelineSettings
 
 _log = logging.getLogger("tailor.scorer")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="tailor-scorer", description=__doc__)
-    parser.add_argument(
-        "--config", help=f"pipeline settings file (default ${CONFIG_ENV}, else the ConfigMap mount)"
-    )
+    parser = program.argument_parser("tailor-scorer", __doc__)
     parser.add_argument("--http-port", type=int, help="serving port (default: config)")
     parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument(
@@ -30,13 +25,9 @@ def main(argv: list[str] | None = None) -> int:
         default=Path(os.environ.get("TAILOR_MODEL_CACHE", "/tmp/tailor-models")),
         help="where downloaded models are kept (default $TAILOR_MODEL_CACHE or /tmp/tailor-models)",
     )
-    parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
-    setup_logging(logging.DEBUG if args.verbose else logging.INFO)
-    try:
-        settings = PipelineSettings.load(args.config)
-    except (OSError, ValueError) as exc:
-        _log.error("Cannot load the pipeline settings: %s", exc)
+    settings = program.start(args, _log)
+    if settings is None:
         return 2
 
     kafka = settings.kafka.client_config()

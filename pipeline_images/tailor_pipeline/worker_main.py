@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import signal
@@ -11,18 +10,15 @@ import sys
 import threading
 from types import FrameType
 
-from tailor_pipeline.observability import HealthServer, setup_logging
-from tailor_pipeline.settings import CONFIG_ENV, PipelineSettings
+from tailor_pipeline import program
+from tailor_pipeline.observability import HealthServer
 from tailor_pipeline.worker import StreamWorker, WorkerFailed
 
 _log = logging.getLogger("tailor.worker")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="tailor-stream-worker", description=__doc__)
-    parser.add_argument(
-        "--config", help=f"pipeline settings file (default ${CONFIG_ENV}, else the ConfigMap mount)"
-    )
+    parser = program.argument_parser("tailor-stream-worker", __doc__)
     parser.add_argument(
         "--instance-id",
         default=os.environ.get("POD_NAME") or socket.gethostname(),
@@ -30,14 +26,9 @@ def main(argv: list[str] | None = None) -> int:
         " (default $POD_NAME, else the host name)",
     )
     parser.add_argument("--http-port", type=int, help="health and metrics port (default: config)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
-    setup_logging(logging.DEBUG if args.verbose else logging.INFO)
-
-    try:
-        settings = PipelineSettings.load(args.config)
-    except (OSError, ValueError) as exc:
-        _log.error("Cannot load the pipeline settings: %s", exc)
+    settings = program.start(args, _log)
+    if settings is None:
         return 2
 
     stop = threading.Event()
