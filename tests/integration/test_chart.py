@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import wait_for
 from tests.integration.conftest import REPO
-from tests.integration.test_operator import apply, condition, minimal, wait_ready
+from tests.integration.test_operator import apply, condition, minimal, wait_condition, wait_ready
 
 CHART = REPO / "charts" / "tailor"
 pytestmark = pytest.mark.kube
@@ -152,15 +151,7 @@ def test_the_operator_works_with_exactly_the_charts_rbac(
     second = minimal(kafka)
     second["metadata"]["name"] = "second"
     apply(kube, namespace, second)
-    ready = wait_for(
-        lambda: (
-            (c := condition(kube, namespace, "second", "Ready"))
-            and c["reason"] == "Forbidden"
-            and c
-        ),
-        60,
-        "Ready=False with reason Forbidden",
-    )
+    ready = wait_condition(kube, namespace, "second", "Ready", "Forbidden")
     assert "deployments" in ready["message"]
     assert user in ready["message"]
     assert condition(kube, namespace, "second", "Degraded")["status"] == "True"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -35,6 +36,17 @@ def wait_ready(kube, namespace: str, name: str, timeout: int = 120) -> None:
 def condition(kube, namespace: str, name: str, type_: str) -> dict[str, Any]:
     status = get(kube, namespace, f"ppl/{name}").get("status", {})
     return next((c for c in status.get("conditions", []) if c["type"] == type_), {})
+
+
+def wait_condition(
+    kube, namespace: str, name: str, type_: str, reason: str, timeout: float = 60
+) -> dict[str, Any]:
+    """Wait until the pipeline's condition ``type_`` has ``reason``; returns it."""
+    return wait_for(
+        lambda: (c := condition(kube, namespace, name, type_)) and c["reason"] == reason and c,
+        timeout,
+        f"{type_} with reason {reason}",
+    )
 
 
 def topics(bootstrap: str) -> dict[str, Any]:
@@ -301,7 +313,9 @@ def test_deletion_follows_the_policy(kube, kafka, operator, namespace, policy):
     )
 
 
-def test_finalizer_is_released_when_kafka_is_gone(kube, operator, namespace):
+@pytest.fixture
+def kafka_gone(kube, operator, namespace) -> Iterator[None]:
+    """A Ready pipeline with deletionPolicy Delete whose own Kafka broker then halts."""
     broker = KafkaBroker().start()
     try:
         operator.start(namespace)
@@ -310,42 +324,34 @@ def test_finalizer_is_released_when_kafka_is_gone(kube, operator, namespace):
         apply(kube, namespace, manifest)
         wait_ready(kube, namespace, "storefront")
         broker.halt()
-        started = time.monotonic()
-        kube.kubectl("delete", "ppl/storefront", "-n", namespace, "--timeout=120s")
-        # Three attempts with 2 s and 4 s backoff, each waiting for Kafka's timeout.
-        assert time.monotonic() - started < 110
-        reasons = {e["reason"] for e in get(kube, namespace, "events")["items"]}
-        assert "TopicDeletionAbandoned" in reasons
+        yield
     finally:
         broker.stop()
 
 
-def test_the_release_annotation_frees_the_finalizer_at_once(kube, operator, namespace):
-    broker = KafkaBroker().start()
-    try:
-        operator.start(namespace)
-        manifest = minimal(broker.bootstrap_servers)
-        manifest["spec"]["topics"]["deletionPolicy"] = "Delete"
-        apply(kube, namespace, manifest)
-        wait_ready(kube, namespace, "storefront")
-        broker.halt()
-        started = time.monotonic()
-        kube.kubectl("delete", "ppl/storefront", "-n", namespace, "--wait=false")
-        kube.kubectl(
-            "annotate", "ppl/storefront", "-n", namespace, "tailor.dev/release-finalizer=true"
-        )
-        wait_for(
-            lambda: kube.kubectl("get", "ppl", "-n", namespace, "-o", "name").strip() == "",
-            60,
-            "the pipeline to be gone",
-        )
-        # Without the annotation five attempts take over a minute (see the test above).
-        assert time.monotonic() - started < 35
-        reasons = {e["reason"] for e in get(kube, namespace, "events")["items"]}
-        assert "FinalizerReleased" in reasons
-        assert "TopicDeletionAbandoned" not in reasons
-    finally:
-        broker.stop()
+def test_finalizer_is_released_when_kafka_is_gone(kube, namespace, kafka_gone):
+    started = time.monotonic()
+    kube.kubectl("delete", "ppl/storefront", "-n", namespace, "--timeout=120s")
+    # Three attempts with 2 s and 4 s backoff, each waiting for Kafka's timeout.
+    assert time.monotonic() - started < 110
+    reasons = {e["reason"] for e in get(kube, namespace, "events")["items"]}
+    assert "TopicDeletionAbandoned" in reasons
+
+
+def test_the_release_annotation_frees_the_finalizer_at_once(kube, namespace, kafka_gone):
+    started = time.monotonic()
+    kube.kubectl("delete", "ppl/storefront", "-n", namespace, "--wait=false")
+    kube.kubectl("annotate", "ppl/storefront", "-n", namespace, "tailor.dev/release-finalizer=true")
+    wait_for(
+        lambda: kube.kubectl("get", "ppl", "-n", namespace, "-o", "name").strip() == "",
+        60,
+        "the pipeline to be gone",
+    )
+    # Without the annotation five attempts take over a minute (see the test above).
+    assert time.monotonic() - started < 35
+    reasons = {e["reason"] for e in get(kube, namespace, "events")["items"]}
+    assert "FinalizerReleased" in reasons
+    assert "TopicDeletionAbandoned" not in reasons
 
 
 def test_kafka_outage_shows_in_status_and_heals(kube, operator, namespace):
@@ -562,15 +568,7 @@ def test_a_topic_deleted_behind_the_operators_back_is_recreated_and_reported(
     admin = AdminClient({"bootstrap.servers": kafka})
     admin.delete_topics([victim])[victim].result(timeout=30)
 
-    degraded = wait_for(
-        lambda: (
-            (c := condition(kube, namespace, "storefront", "Degraded"))
-            and c["reason"] == "TopicRecreated"
-            and c
-        ),
-        60,
-        "Degraded=True with reason TopicRecreated",
-    )
+    degraded = wait_condition(kube, namespace, "storefront", "Degraded", "TopicRecreated")
     assert degraded["status"] == "True"
     assert victim in degraded["message"]
     assert "gone" in degraded["message"]
@@ -590,15 +588,7 @@ def test_a_crash_looping_scorer_shows_its_reason_and_recovers(kube, kafka, opera
     # KWOK plays a crash loop for pods with this label (hack/tailor_localenv/kwok-stages.yaml).
     manifest["spec"]["scorer"] = {"podLabels": {"sim.tailor.dev/mode": "crashloop"}}
     apply(kube, namespace, manifest)
-    failing = wait_for(
-        lambda: (
-            (c := condition(kube, namespace, "storefront", "ScorerAvailable"))
-            and c["reason"] == "PodsFailing"
-            and c
-        ),
-        60,
-        "ScorerAvailable=False with reason PodsFailing",
-    )
+    failing = wait_condition(kube, namespace, "storefront", "ScorerAvailable", "PodsFailing")
     assert failing["status"] == "False"
     assert "CrashLoopBackOff (5 restarts)" in failing["message"]
     assert "simulated crash" in failing["message"]
