@@ -22,10 +22,16 @@ that fails validation never stops a worker: it goes to the dead-letter topic unc
 with these headers: ``tailor.reason`` (a code, below), ``tailor.error`` (for humans),
 ``tailor.source.topic``, ``tailor.source.partition``, ``tailor.source.offset``.
 
-Reason codes: ``too_large`` (over ``MAX_EVENT_BYTES``), ``malformed`` (not JSON, a field
-missing or of the wrong type; the error names the field), ``unsupported_version``,
-``unknown_type``, ``future_timestamp`` (more than ``MAX_FUTURE_SKEW_MS`` ahead of the
-worker's clock).
+Reason codes: ``too_large`` (over ``MAX_EVENT_BYTES``), ``malformed`` (not JSON, nested
+too deep to decode, a field missing or of the wrong type; the error names the field),
+``unsupported_version``, ``unknown_type``, ``future_timestamp`` (more than
+``MAX_FUTURE_SKEW_MS`` ahead of the worker's clock), ``unprocessable`` (valid by the
+contract, yet folding it into the profile failed: a defect of the worker, never a reason to
+stop the partition).
+
+A record too large to be copied whole to the dead-letter topic (the headers push it past
+the producer's ``message.max.bytes``) is copied truncated, with ``tailor.truncated: true``,
+``tailor.original.size`` and ``tailor.original.sha256`` (see ``dead_letter``).
 """
 
 from __future__ import annotations
@@ -40,7 +46,12 @@ MAX_EVENT_BYTES = 16 * 1024
 MAX_FUTURE_SKEW_MS = 5 * 60 * 1000
 
 RejectReason = Literal[
-    "too_large", "malformed", "unsupported_version", "unknown_type", "future_timestamp"
+    "too_large",
+    "malformed",
+    "unsupported_version",
+    "unknown_type",
+    "future_timestamp",
+    "unprocessable",
 ]
 REJECT_REASONS: tuple[RejectReason, ...] = (
     "too_large",
@@ -48,6 +59,7 @@ REJECT_REASONS: tuple[RejectReason, ...] = (
     "unsupported_version",
     "unknown_type",
     "future_timestamp",
+    "unprocessable",
 )
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
@@ -85,6 +97,10 @@ def decode(raw: bytes | None, known_types: Collection[str], now_ms: int) -> Clic
         return Rejected("malformed", str(exc))
     except msgspec.DecodeError as exc:
         return Rejected("malformed", f"not JSON: {exc}")
+    except RecursionError:
+        # msgspec guards its recursion with the interpreter's limit: a 2 KB record of
+        # `[[[[...` a thousand deep is valid JSON that no Python decoder can hold.
+        return Rejected("malformed", "nested too deep to decode (arrays or objects)")
     if event.v != SCHEMA_VERSION:
         return Rejected("unsupported_version", f"schema version {event.v}, this worker reads 1")
     if event.type not in known_types:

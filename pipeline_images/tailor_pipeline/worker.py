@@ -38,8 +38,9 @@ from confluent_kafka import (
 from prometheus_client import Counter, Gauge, Histogram
 
 from tailor_pipeline import events, profile_codec
+from tailor_pipeline.dead_letter import DEFAULT_MAX_MESSAGE_BYTES, dead_letter
 from tailor_pipeline.features import Profile, Trending, update_profile, update_trending
-from tailor_pipeline.settings import PipelineSettings
+from tailor_pipeline.settings import FeatureSettings, PipelineSettings
 
 _log = logging.getLogger("tailor.worker")
 
@@ -83,6 +84,29 @@ class PartitionState:
     trending_written: float = 0.0
     # Offset after the last event folded in; None until the first one.
     next_offset: int | None = None
+
+
+def fold_record(
+    state: PartitionState, value: bytes | None, features: FeatureSettings, now: int
+) -> events.Rejected | None:
+    """Decode one record's value and fold it into the partition's state; what to
+    dead-letter instead, if anything. Never raises: one record must not stop a partition,
+    so even a defect in the fold turns into an ``unprocessable`` dead letter."""
+    result = events.decode(value, features.event_weights, now)
+    if isinstance(result, events.Rejected):
+        return result
+    try:
+        profile = state.profiles.get(result.user_id)
+        if profile is None:
+            profile = state.profiles[result.user_id] = Profile()
+        update_profile(profile, result, features)
+        update_trending(state.trending, result, features)
+    except Exception as exc:
+        _log.exception("Folding an event failed; dead-lettering it")
+        return events.Rejected("unprocessable", f"{type(exc).__name__}: {exc}")
+    state.dirty.add(result.user_id)
+    state.trending_dirty = True
+    return None
 
 
 def _has_records(reader: Consumer, tp: TopicPartition) -> bool:
@@ -135,7 +159,7 @@ class StreamWorker:
             }
         )
         self._topics = settings.topics
-        self._weights = settings.features.event_weights
+        self._max_message_bytes = int(kafka.get("message.max.bytes", DEFAULT_MAX_MESSAGE_BYTES))
         self._parts: dict[int, PartitionState] = {}
         self._pending = 0
         self._txn_started = time.monotonic()
@@ -205,32 +229,30 @@ class StreamWorker:
         state = self._parts.get(partition)
         if state is None:  # a record fetched just before its partition was revoked
             return
-        result = events.decode(message.value(), self._weights, now)
-        if isinstance(result, events.Rejected):
-            self._dead_letter(message, result)
-        else:
-            profile = state.profiles.get(result.user_id)
-            if profile is None:
-                profile = state.profiles[result.user_id] = Profile()
-            update_profile(profile, result, self.settings.features)
-            update_trending(state.trending, result, self.settings.features)
-            state.dirty.add(result.user_id)
-            state.trending_dirty = True
-            EVENTS.labels("processed").inc()
         offset = message.offset()
         assert offset is not None
+        rejected = fold_record(state, message.value(), self.settings.features, now)
+        if rejected is None:
+            EVENTS.labels("processed").inc()
+        else:
+            self._dead_letter(message, rejected, (self._topics.events, partition, offset))
         state.next_offset = offset + 1
         self._pending += 1
 
-    def _dead_letter(self, message: Message, rejected: events.Rejected) -> None:
-        headers = [
-            ("tailor.reason", rejected.reason.encode()),
-            ("tailor.error", rejected.error[:1000].encode()),
-            ("tailor.source.topic", str(message.topic()).encode()),
-            ("tailor.source.partition", str(message.partition()).encode()),
-            ("tailor.source.offset", str(message.offset()).encode()),
-        ]
-        self._produce(self._topics.dead_letter, message.key(), message.value(), None, headers)
+    def _dead_letter(
+        self, message: Message, rejected: events.Rejected, source: tuple[str, int, int]
+    ) -> None:
+        raw_key = message.key()
+        key = raw_key.encode() if isinstance(raw_key, str) else raw_key
+        copy = dead_letter(key, message.value(), rejected, source, self._max_message_bytes)
+        try:
+            self._produce(self._topics.dead_letter, copy.key, copy.value, None, copy.headers)
+        except KafkaException as exc:
+            # The dead-letter topic's own max.message.bytes may be smaller than the
+            # producer's: the headers alone still say what was lost and where it is.
+            _log.error("Dead letter refused (%s); writing its headers only", exc.args[0])
+            headers = [*copy.headers, ("tailor.truncated", b"true")]
+            self._produce(self._topics.dead_letter, None, None, None, headers)
         DEAD_LETTERS.labels(rejected.reason).inc()
         EVENTS.labels("dead_letter").inc()
 

@@ -117,6 +117,45 @@ def test_profiles_and_dead_letters(kafka, tmp_path):
         workers.stop_all()
 
 
+def test_poison_pills_are_dead_lettered_and_the_partition_keeps_flowing(kafka, tmp_path):
+    """A 2 KB event nested 1,000 deep and an event just under the producer's 1 MB limit used
+    to crash the worker at the same offset on every restart. Now both go to the dead-letter
+    topic (the big one truncated) and the next valid event is processed by the same process."""
+    settings, config = create_pipeline(kafka, tmp_path, partitions=1)
+    now = int(time.time() * 1000)
+    deep = (
+        b'{"user_id":"p","item_id":"i","type":"view","ts":1,"context":'
+        + b'{"a":' * 1000
+        + b"1"
+        + b"}" * 1000
+        + b"}"
+    )
+    # Fits the producer's 1,000,000-byte message.max.bytes alone, not with the tailor.* headers.
+    huge = b'{"user_id":"p","item_id":"' + b"x" * (999_500 - 30) + b'"}'
+    valid = ClickEvent(user_id="after", item_id="i1", type="click", ts=now)
+    workers = Workers(config, tmp_path)
+    group, topic = settings.worker.group_id, settings.topics.events
+    try:
+        process = workers.start("w0")
+        produce_all(kafka, topic, [("p", deep), ("p", huge), ("after", events.encode(valid))])
+        wait_for(lambda: group_lag(kafka, group, topic) == 0, 60, "all three records committed")
+        assert process.alive()
+        assert "after" in written_profiles(kafka, settings)
+
+        dead = read_topic(kafka, settings.topics.dead_letter)
+        by_source = {int(dict(m.headers())["tailor.source.offset"]): m for m in dead}
+        assert sorted(by_source) == [0, 1]
+        assert by_source[0].value() == deep
+        assert "nested too deep" in dict(by_source[0].headers())["tailor.error"].decode()
+        truncated = dict(by_source[1].headers())
+        assert truncated["tailor.reason"] == b"too_large"
+        assert truncated["tailor.truncated"] == b"true"
+        assert int(truncated["tailor.original.size"]) == len(huge)
+        assert huge.startswith(by_source[1].value())
+    finally:
+        workers.stop_all()
+
+
 def test_a_restarted_worker_resumes_from_its_restored_state(kafka, tmp_path):
     settings, config = create_pipeline(kafka, tmp_path, partitions=2)
     start = int(time.time() * 1000) - 10**7
