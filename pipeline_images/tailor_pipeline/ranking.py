@@ -85,7 +85,14 @@ def rank(
 
     category_share: Mapping[str, float] = {}
     if profile is not None and profile.items:
-        seeds = top(profile.items, settings.seeds, now_ms, settings.half_life_s)
+        # A user idle for weeks has every affinity decayed to exactly 0.0 (float underflow
+        # after ~1,075 half-lives): such seeds carry no evidence, and dividing by the
+        # strongest of them would fail.
+        seeds = [
+            (seed, affinity)
+            for seed, affinity in top(profile.items, settings.seeds, now_ms, settings.half_life_s)
+            if affinity > 0.0
+        ]
         strongest = seeds[0][1] if seeds else 1.0
         for seed, affinity in seeds:
             weight = affinity / strongest

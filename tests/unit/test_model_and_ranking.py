@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
+import hypothesis
 import pytest
+from hypothesis import strategies as st
 
 from tailor_pipeline import model
 from tailor_pipeline.events import ClickEvent
@@ -179,3 +183,62 @@ def test_exploration_replaces_the_last_slot_with_an_unshown_item(trained):
     assert ranked[-1].item == "s1"  # the only trending item not already shown
     never = RankingSettings(half_life_s=1800, epsilon=0.0)
     assert all(s.reason != "exploration" for s in rank(None, m, [("h2", 3.0)], T0, 3, never))
+
+
+DAY_MS = 86_400_000
+
+
+def test_a_user_back_after_three_weeks_gets_an_answer_not_an_error():
+    # Every affinity of a user idle >= 22.4 days underflows to 0.0 at a 30-minute half-life.
+    profile = Profile()
+    update_profile(profile, ClickEvent(user_id="u", item_id="i1", type="click", ts=T0), FEATURES)
+    ranked = rank(profile, None, [("i9", 1.0)], T0 + 23 * DAY_MS, 5, RANKING)
+    assert [s.item for s in ranked] == ["i9"]
+    assert ranked[0].reason == "trending now"
+
+
+profile_events = st.lists(
+    st.builds(
+        ClickEvent,
+        user_id=st.just("u"),
+        item_id=st.sampled_from(["s1", "s2", "s3", "h1", "h2", "rare", "gone"]),
+        type=st.sampled_from(list(FEATURES.event_weights)),
+        ts=st.integers(0, 10 * 365 * DAY_MS).map(lambda dt: T0 - dt),
+        category=st.none() | st.sampled_from(["shoes", "hats"]),
+    ),
+    max_size=300,
+)
+
+
+@hypothesis.settings(max_examples=200, deadline=None)
+@hypothesis.given(
+    history=profile_events,
+    idle_ms=st.integers(0, 10 * 365 * DAY_MS),
+    half_life_s=st.floats(1.0, 365 * 86_400.0),
+    weight=st.floats(1e-6, 1e6),
+    k=st.integers(1, 100),
+    with_model=st.booleans(),
+    trending=st.lists(
+        st.tuples(st.sampled_from(["s1", "h2", "t1", "t2"]), st.floats(0.0, 1e9)), max_size=4
+    ),
+)
+def test_rank_never_raises_for_a_valid_profile(
+    trained, history, idle_ms, half_life_s, weight, k, with_model, trending
+):
+    features = FEATURES.model_copy(
+        update={
+            "half_life_s": half_life_s,
+            "event_weights": {t: w * weight for t, w in FEATURES.event_weights.items()},
+        }
+    )
+    profile = Profile()
+    for event in sorted(history, key=lambda e: e.ts):
+        update_profile(profile, event, features)
+    loaded = model.load(*trained) if with_model else None
+    trending = sorted(trending, key=lambda t: -t[1])
+    now = (max((e.ts for e in history), default=T0)) + idle_ms
+    ranked = rank(profile, loaded, trending, now, k, RankingSettings(half_life_s=half_life_s))
+    assert len(ranked) <= k
+    assert len({s.item for s in ranked}) == len(ranked)
+    assert all(math.isfinite(s.score) and s.score >= 0 for s in ranked)
+    assert not {s.item for s in ranked} & set(profile.purchased)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
@@ -77,3 +78,20 @@ def test_an_invalid_request_is_the_callers_fault_and_not_logged() -> None:
     status, body = asyncio.run(post(s, {"user_id": "u", "k": "ten"}))
     assert (status, body["field"]) == (400, "k")
     assert recorder.records == []
+
+
+def test_a_user_back_after_three_weeks_is_answered() -> None:
+    from tailor_pipeline import profile_codec
+    from tailor_pipeline.events import ClickEvent
+    from tailor_pipeline.features import Profile, update_profile
+
+    s, recorder = scorer()
+    weeks_ago = int(time.time() * 1000) - 23 * 86_400_000
+    profile = Profile()
+    event = ClickEvent(user_id="back", item_id="old", type="click", ts=weeks_ago)
+    update_profile(profile, event, s.settings.features)
+    s.table.profiles["back"] = profile_codec.encode_profile(profile)
+    status, body = asyncio.run(post(s, {"user_id": "back", "k": 2}))
+    assert status == 200, body
+    assert [i["item_id"] for i in body["items"]] == ["hot", "warm"]
+    assert decisions.decode(recorder.records[0][1]).error is None  # type: ignore[union-attr]
