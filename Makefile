@@ -12,7 +12,7 @@ help:
 	@echo "make up           only the local control plane + Kafka with the CRD, until Ctrl-C"
 	@echo "make test         bootstrap, lint (ruff, mypy, import-linter), run the whole test suite"
 	@echo "make unit         only the fast pure tests (no Kubernetes, no Kafka)"
-	@echo "make bootstrap    build/fetch etcd, Kubernetes, KWOK, helm, kind and Kafka into the cache"
+	@echo "make bootstrap    build/fetch etcd, Kubernetes, KWOK, helm, kind, Kafka and the real node + images"
 	@echo "make crds         regenerate crds/ and the chart's CRD from the pydantic models"
 	@echo "make clean-cache  delete the bootstrap cache (\$${TAILOR_CACHE:-~/.cache/tailor})"
 
@@ -26,7 +26,7 @@ $(BIN)/.installed: pyproject.toml
 venv: $(BIN)/.installed
 
 bootstrap: venv
-	$(BIN)/tailor-localenv bootstrap
+	$(BIN)/tailor-localenv bootstrap --images
 
 lint: venv
 	$(BIN)/ruff check .

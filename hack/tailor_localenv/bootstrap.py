@@ -46,6 +46,11 @@ class Toolchain:
 _APT_PACKAGES = {"java": "openjdk-17-jre-headless", "mvn": "maven"}
 
 
+def apt_install(packages: list[str]) -> None:
+    """Install Debian packages when running as root with apt (TAILOR_NO_APT unset)."""
+    _apt_install(packages)
+
+
 def _apt_install(packages: list[str]) -> None:
     if os.geteuid() != 0 or not shutil.which("apt-get") or os.environ.get("TAILOR_NO_APT"):
         return
@@ -200,12 +205,12 @@ def _check_jar(jar: Path) -> None:
 
 def ensure_kafka() -> Path:
     recipe = versions.kafka_recipe()
-    final = cache.entry_dir("kafka", "kafka", versions.KAFKA_VERSION, recipe)
+    final = cache.entry_dir("kafka", "kafka", versions.kafka_version(), recipe)
     reason = cache.verify_entry(final)
     if reason is None:
-        say(f"kafka {versions.KAFKA_VERSION}: cached in {final}")
+        say(f"kafka {versions.kafka_version()}: cached in {final}")
         return final / "libs"
-    say(f"kafka {versions.KAFKA_VERSION}: fetching the broker jars from Maven Central ({reason})")
+    say(f"kafka {versions.kafka_version()}: fetching the broker jars from Maven Central ({reason})")
     started = time.monotonic()
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = final.parent / f"{final.name}.partial-{os.getpid()}"
@@ -233,15 +238,15 @@ def ensure_kafka() -> Path:
         versions.KAFKA_POM.parent,
     )
     jars = sorted((staging / "libs").glob("*.jar"))
-    if not any(j.name.startswith(f"kafka_2.13-{versions.KAFKA_VERSION}") for j in jars):
+    if not any(j.name.startswith(f"kafka_2.13-{versions.kafka_version()}") for j in jars):
         raise BootstrapError(f"Maven copied no kafka_2.13 jar; see {log}")
     for jar in jars:
         _check_jar(jar)
-    cache.write_stamp(staging, jars, {"version": versions.KAFKA_VERSION})
+    cache.write_stamp(staging, jars, {"version": versions.kafka_version()})
     cache.replace_entry(staging, final)
     cache.prune_siblings(final)
     took = duration(time.monotonic() - started)
-    say(f"kafka {versions.KAFKA_VERSION}: {len(jars)} jars in {took}")
+    say(f"kafka {versions.kafka_version()}: {len(jars)} jars in {took}")
     return final / "libs"
 
 
@@ -254,7 +259,7 @@ def bootstrap(include_optional: bool = True) -> Toolchain:
             for c in components
         )
         pending_kafka = cache.verify_entry(
-            cache.entry_dir("kafka", "kafka", versions.KAFKA_VERSION, versions.kafka_recipe())
+            cache.entry_dir("kafka", "kafka", versions.kafka_version(), versions.kafka_recipe())
         )
         require_tools(need_go=pending_go, need_mvn=pending_kafka is not None)
         bin_dirs = {c.name: ensure_go_component(c) for c in components}
@@ -276,7 +281,7 @@ def locate() -> Toolchain:
                 "run `make bootstrap` to build it"
             )
         bin_dirs[component.name] = entry
-    kafka = cache.entry_dir("kafka", "kafka", versions.KAFKA_VERSION, versions.kafka_recipe())
+    kafka = cache.entry_dir("kafka", "kafka", versions.kafka_version(), versions.kafka_recipe())
     reason = cache.verify_entry(kafka)
     if reason:
         raise BootstrapError(f"kafka in {kafka}: {reason}; run `make bootstrap` to fetch it")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,10 +22,38 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def _cmd_bootstrap(args: argparse.Namespace) -> int:
     toolchain = bootstrap_mod.bootstrap(include_optional=not args.skip_optional)
+    if args.images:
+        _build_images(toolchain)
     say(f"bootstrap complete: cache {cache.cache_root()}")
     for name, directory in sorted(toolchain.bin_dirs.items()):
         print(f"{name}\t{directory}")
     print(f"kafka\t{toolchain.kafka_libs}")
+    return 0
+
+
+def _build_images(toolchain: bootstrap_mod.Toolchain) -> None:
+    """The real node's packages and Tailor's images, or one line on why this host has none."""
+    from tailor_localenv import real_node
+    from tailor_localenv.images import ImageBuilder
+
+    missing = sorted(
+        {pkg for tool, pkg in real_node.APT_PACKAGES.items() if not shutil.which(tool)}
+    )
+    if missing:
+        bootstrap_mod.apt_install(missing)
+    reason = real_node.host_support()
+    if reason is not None:
+        say(f"images: not built, this host cannot run the real node: {reason}")
+        return
+    builder = ImageBuilder(REPO_ROOT, toolchain)
+    try:
+        builder.build()
+    finally:
+        builder.close()
+
+
+def _cmd_images(_: argparse.Namespace) -> int:
+    _build_images(bootstrap_mod.locate())
     return 0
 
 
@@ -72,8 +101,6 @@ def _cmd_up(args: argparse.Namespace) -> int:
     run_dir = cache.cache_root() / "run"
     # A previous `up` that was SIGKILLed leaves its data behind; its processes died with it.
     if run_dir.exists():
-        import shutil
-
         shutil.rmtree(run_dir)
     control_plane = ControlPlane(nodes=args.nodes, toolchain=toolchain, run_dir=run_dir / "kube")
     broker = KafkaBroker(toolchain=toolchain, run_dir=run_dir / "kafka")
@@ -141,7 +168,16 @@ def main(argv: list[str] | None = None) -> int:
     boot.add_argument(
         "--skip-optional", action="store_true", help="do not build kind (only Docker users need it)"
     )
+    boot.add_argument(
+        "--images",
+        action="store_true",
+        help="also install the real node's Debian packages (as root) and build Tailor's images",
+    )
     boot.set_defaults(func=_cmd_bootstrap)
+    images = sub.add_parser(
+        "images", help="build Tailor's images for the real node (mmdebstrap + buildah)"
+    )
+    images.set_defaults(func=_cmd_images)
     verify = sub.add_parser("verify", help="check the cache against its checksums, build nothing")
     verify.set_defaults(func=_cmd_verify)
     up = sub.add_parser("up", help="run the control plane and Kafka until Ctrl-C")

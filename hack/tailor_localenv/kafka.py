@@ -1,4 +1,8 @@
-"""A real single-node Kafka (KRaft, broker and controller in one JVM) on 127.0.0.1."""
+"""A real single-node Kafka (KRaft, broker and controller in one JVM).
+
+Clients connect at ``address``: 127.0.0.1, or the real node's bridge address so that pods
+reach the broker too (the controller listener stays on loopback).
+"""
 
 from __future__ import annotations
 
@@ -48,6 +52,7 @@ class KafkaBroker:
     run_dir: Path | None = None
     keep_run_dir: bool = False
     heap: str = DEFAULT_HEAP
+    address: str = "127.0.0.1"
     # Extra server.properties lines, e.g. {"auto.create.topics.enable": "true"}.
     overrides: dict[str, str] = field(default_factory=dict)
     port: int = 0
@@ -57,15 +62,17 @@ class KafkaBroker:
 
     @property
     def bootstrap_servers(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.address}:{self.port}"
 
     def properties(self, controller_port: int, data_dir: Path) -> dict[str, str]:
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "listeners": (
+                f"PLAINTEXT://{self.bootstrap_servers},CONTROLLER://127.0.0.1:{controller_port}"
+            ),
+            "advertised.listeners": f"PLAINTEXT://{self.bootstrap_servers}",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
             "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",

@@ -1,7 +1,13 @@
-"""A real Kubernetes control plane on 127.0.0.1: etcd, apiserver, controllers, scheduler, KWOK."""
+"""A real Kubernetes control plane: etcd, apiserver, controllers, scheduler, KWOK.
+
+Everything listens on 127.0.0.1, except the API server when a real node runs beside it: then
+it listens on the node's bridge address (``address``), where pods reach it through the
+``kubernetes`` Service as they would in any cluster.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import shutil
 import ssl
@@ -55,6 +61,8 @@ class ControlPlane:
     """
 
     nodes: int = 2
+    # Where the API server listens; a real node's pods need a non-loopback address.
+    address: str = "127.0.0.1"
     toolchain: Toolchain | None = None
     run_dir: Path | None = None
     keep_run_dir: bool = False
@@ -67,7 +75,7 @@ class ControlPlane:
 
     @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.api_port}"
+        return f"https://{self.address}:{self.api_port}"
 
     @property
     def log_dir(self) -> Path:
@@ -110,7 +118,7 @@ class ControlPlane:
             self.run_dir = Path(tempfile.mkdtemp(prefix="tailor-kube-"))
             self._owns_run_dir = True
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.pki = pki_mod.generate(self.run_dir / "pki")
+        self.pki = pki_mod.generate(self.run_dir / "pki", (self.address,))
         try:
             self._start_etcd()
             self._start_apiserver()
@@ -144,6 +152,10 @@ class ControlPlane:
         proc = ManagedProcess(name, [str(self.binary(name)), *args], self.log_dir).start()
         self.processes.append(proc)
         return proc
+
+    @property
+    def _loopback(self) -> bool:
+        return ipaddress.ip_address(self.address).is_loopback
 
     def _https_ok(self, port: int, path: str, client_cert: bool = True) -> bool:
         return http_ok(f"https://127.0.0.1:{port}{path}", self._ssl_context(client_cert))
@@ -181,9 +193,9 @@ class ControlPlane:
             "kube-apiserver",
             [
                 f"--etcd-servers={self.etcd_url}",
-                "--bind-address=127.0.0.1",
+                f"--bind-address={self.address}",
                 # Without it and without a default route the apiserver refuses to start.
-                "--advertise-address=127.0.0.1",
+                f"--advertise-address={self.address}",
                 f"--secure-port={self.api_port}",
                 f"--cert-dir={self.run_dir / 'apiserver-certs'}",
                 f"--tls-cert-file={p.admin_cert}",
@@ -195,9 +207,17 @@ class ControlPlane:
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--authorization-mode=Node,RBAC",
                 "--allow-privileged=true",
-                # The lease reconciler would publish 127.0.0.1 as the `kubernetes` Service endpoint,
-                # which the API rejects as loopback; nothing in-cluster needs that endpoint here.
-                "--endpoint-reconciler-type=none",
+                # A namespace annotated with a node selector and default tolerations puts its
+                # pods on the real node (real_node.pin_namespace); every other pod stays on
+                # the KWOK nodes, as the real node is tainted.
+                "--enable-admission-plugins=PodNodeSelector,PodTolerationRestriction",
+                # Logs, exec and port-forward go through the kubelet, which checks this client.
+                f"--kubelet-client-certificate={p.admin_cert}",
+                f"--kubelet-client-key={p.admin_key}",
+                "--kubelet-preferred-address-types=InternalIP",
+                # On loopback the lease reconciler would publish 127.0.0.1 as the `kubernetes`
+                # Service endpoint, which the API rejects; nothing in-cluster needs it then.
+                f"--endpoint-reconciler-type={'none' if self._loopback else 'lease'}",
                 "--profiling=false",
                 "--v=1",
             ],
@@ -206,7 +226,9 @@ class ControlPlane:
             self.run_dir / "admin.kubeconfig", self.server, p
         )
         took = proc.wait_healthy(
-            lambda: self._https_ok(self.api_port, "/readyz"), START_TIMEOUT, "ready (/readyz)"
+            lambda: http_ok(f"{self.server}/readyz", self._ssl_context()),
+            START_TIMEOUT,
+            "ready (/readyz)",
         )
         say(
             f"kubernetes: kube-apiserver v{self._server_version()} ready on {self.server} "
@@ -278,7 +300,8 @@ class ControlPlane:
             [
                 f"--kubeconfig={self.kubeconfig}",
                 f"--config={stages}",
-                "--manage-all-nodes=true",
+                # Only its own fake nodes: a real node beside them runs its pods for real.
+                "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
                 f"--server-address=127.0.0.1:{port}",
                 f"--cidr={POD_CIDR}",
                 "--node-ip=10.0.0.2",

@@ -44,9 +44,10 @@ def _name(common_name: str, organization: str | None = None) -> x509.Name:
     return x509.Name(attrs)
 
 
-def generate(directory: Path) -> Pki:
+def generate(directory: Path, addresses: tuple[str, ...] = ()) -> Pki:
     """A CA, an admin certificate that is both the serving and the client certificate
-    (O=system:masters, as kwokctl does), and an RSA key pair for service-account tokens."""
+    (O=system:masters, as kwokctl does), and an RSA key pair for service-account tokens.
+    ``addresses``: more IPs the API server is reached at (the real node's bridge)."""
     directory.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
 
@@ -89,7 +90,10 @@ def generate(directory: Path) -> Pki:
             "kubernetes.default.svc.cluster.local",
         )
     ]
-    sans += [x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", "10.0.0.1")]
+    sans += [
+        x509.IPAddress(ipaddress.ip_address(a))
+        for a in dict.fromkeys(("127.0.0.1", "10.0.0.1", *addresses))
+    ]
     admin_cert = (
         x509.CertificateBuilder()
         .subject_name(_name("tailor-admin", organization="system:masters"))

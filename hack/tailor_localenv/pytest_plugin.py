@@ -1,15 +1,19 @@
-"""pytest fixtures over the real local environment: ``toolchain``, ``kube`` and ``kafka``.
+"""pytest fixtures over the real local environment: ``toolchain``, ``kube``, ``kafka`` and
+``real_node``.
 
 Session-scoped: one control plane and one broker per test run. When the selected tests need
-both, the broker's JVM starts while the control plane boots. A test that uses a fixture gets the
-matching marker (``kube``/``kafka``) automatically, so ``-m "not kube"`` deselects it; a failing
-test's report carries the tail of every component's log. A missing cache is an error that says
-how to build it, never a skip.
-"""
+both, the broker's JVM starts while the control plane boots. When a selected test needs the
+real node, both listen on the node's pod bridge (pods reach them there) and the node starts
+beside them; a host that cannot run containers fails those tests with the reason under CI
+(``CI`` set) and skips them with it elsewhere. A test that uses a fixture gets the matching
+marker (``kube``/``kafka``/``real_node``) automatically, so ``-m "not real_node"`` deselects
+it; a failing test's report carries the tail of every component's log. A missing cache is an
+error that says how to build it, never a skip."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -18,12 +22,15 @@ from typing import Any
 
 import pytest
 
+from tailor_localenv import real_node as real_node_mod
 from tailor_localenv.bootstrap import Toolchain, locate
+from tailor_localenv.images import REPO_ROOT, ImageBuilder
 from tailor_localenv.kafka import KafkaBroker
 from tailor_localenv.kube import ControlPlane
+from tailor_localenv.real_node import PodNetwork, RealNode
 
 _ENV = pytest.StashKey["LocalEnvironment"]()
-_FIXTURE_MARKERS = {"kube": "kube", "kafka": "kafka"}
+_FIXTURE_MARKERS = {"kube": "kube", "kafka": "kafka", "real_node": "real_node"}
 
 
 @dataclass
@@ -56,9 +63,13 @@ class KubeEnv:
 class LocalEnvironment:
     needs_kube: bool = False
     needs_kafka: bool = False
+    needs_real_node: bool = False
     toolchain: Toolchain | None = None
     control_plane: ControlPlane | None = None
     broker: KafkaBroker | None = None
+    network: PodNetwork | None = None
+    node: RealNode | None = None
+    _address: str | None = None
     _kafka_future: Future[KafkaBroker] | None = None
     _pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(max_workers=1))
 
@@ -67,9 +78,19 @@ class LocalEnvironment:
             self.toolchain = locate()
         return self.toolchain
 
+    def address(self) -> str:
+        """Where the control plane and Kafka listen: the pod bridge when a real node is
+        wanted and possible, else loopback."""
+        if self._address is None:
+            self._address = "127.0.0.1"
+            if self.needs_real_node and real_node_mod.host_support() is None:
+                self.network = PodNetwork.create()
+                self._address = self.network.gateway
+        return self._address
+
     def start_kafka_in_background(self) -> None:
         if self._kafka_future is None:
-            self.broker = KafkaBroker(toolchain=self._toolchain())
+            self.broker = KafkaBroker(toolchain=self._toolchain(), address=self.address())
             self._kafka_future = self._pool.submit(self.broker.start)
 
     def kafka(self) -> KafkaBroker:
@@ -81,16 +102,33 @@ class LocalEnvironment:
         if self.control_plane is None:
             if self.needs_kafka:
                 self.start_kafka_in_background()
-            self.control_plane = ControlPlane(toolchain=self._toolchain()).start()
+            self.control_plane = ControlPlane(
+                toolchain=self._toolchain(), address=self.address()
+            ).start()
         return self.control_plane
+
+    def real_node(self) -> RealNode:
+        if self.node is None:
+            real_node_mod.require_host_support()
+            control_plane = self.kube()
+            assert self.network is not None
+            builder = ImageBuilder(REPO_ROOT, self._toolchain())
+            self.node = RealNode(
+                control_plane, self.network, builder.build(), builder, self._toolchain()
+            ).start()
+        return self.node
 
     def logs(self) -> Iterator[tuple[str, str]]:
         if self.control_plane is not None and self.control_plane.processes:
             yield "control plane logs", self.control_plane.dump_logs()
+        if self.node is not None and self.node.processes:
+            yield "real node logs", self.node.dump_logs()
         if self.broker is not None and self.broker.process is not None:
             yield "kafka log", self.broker.dump_logs()
 
     def stop(self) -> None:
+        if self.node is not None:
+            self.node.stop()
         if self.control_plane is not None:
             self.control_plane.stop()
         if self._kafka_future is not None:
@@ -99,6 +137,8 @@ class LocalEnvironment:
                 self._kafka_future.result()
         if self.broker is not None:
             self.broker.stop()
+        if self.network is not None:
+            self.network.delete()
         self._pool.shutdown()
 
 
@@ -115,6 +155,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(marker)
         env.needs_kube |= "kube" in fixtures
         env.needs_kafka |= "kafka" in fixtures
+        env.needs_real_node |= "real_node" in fixtures
 
 
 @pytest.hookimpl(wrapper=True)
@@ -150,3 +191,17 @@ def kube(pytestconfig: pytest.Config, toolchain: Toolchain) -> Iterator[KubeEnv]
 def kafka(pytestconfig: pytest.Config, toolchain: Toolchain) -> str:
     """The bootstrap servers of a real Kafka broker (KRaft, transactions enabled)."""
     return pytestconfig.stash[_ENV].kafka().bootstrap_servers
+
+
+@pytest.fixture(scope="session")
+def real_node(pytestconfig: pytest.Config, kube: KubeEnv) -> RealNode:
+    """A real kubelet node (containerd, runc, CNI bridge, kube-proxy) beside ``kube``, with
+    Tailor's images built here and imported. Pods of a namespace pinned with
+    ``real_node.pin_namespace(ns)`` run on it."""
+    reason = real_node_mod.host_support()
+    if reason is not None:
+        message = f"cannot run a real node on this host: {reason}"
+        if os.environ.get("CI"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return pytestconfig.stash[_ENV].real_node()

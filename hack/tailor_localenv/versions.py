@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,18 +17,21 @@ ETCD_VERSION = "3.6.16"
 KWOK_VERSION = "0.7.0"
 HELM_VERSION = "3.20.2"
 KIND_VERSION = "0.31.0"
+CNI_PLUGINS_VERSION = "1.9.0"
+# The pod sandbox program of the real node (hack/go/pause); bump when its source changes.
+PAUSE_VERSION = "1"
 
 
-def _pom_kafka_version() -> str:
-    # The pom is the one place the broker version is written; read it rather than repeat it.
+@functools.cache
+def kafka_version() -> str:
+    """The broker version: the pom is the one place it is written. Read when first asked,
+    never at import, so the CLI starts (``--help``) where hack/ is not beside it."""
     ns = {"m": "http://maven.apache.org/POM/4.0.0"}
     node = ET.parse(KAFKA_POM).find("m:properties/m:kafka.version", ns)
     if node is None or not node.text:
         raise RuntimeError(f"{KAFKA_POM}: <properties><kafka.version> is missing")
     return node.text.strip()
 
-
-KAFKA_VERSION = _pom_kafka_version()
 
 # Bump when a recipe changes in a way the pinned files do not show (flags, layout),
 # so every cache entry built by the old recipe is rebuilt.
@@ -81,8 +85,11 @@ class GoComponent:
             f"ldflags={self.ldflags}",
         ]
         blob = "\n".join(parts).encode()
-        for name in ("go.mod", "go.sum"):
-            blob += b"\0" + (self.module_dir / name).read_bytes()
+        # go.mod and go.sum pin the dependencies; .go files are the module's own source
+        # (tools.go, or a whole program such as pause).
+        for path in sorted(self.module_dir.iterdir()):
+            if path.name in ("go.mod", "go.sum") or path.suffix == ".go":
+                blob += b"\0" + path.name.encode() + b"\0" + path.read_bytes()
         return blob
 
 
@@ -96,6 +103,9 @@ GO_COMPONENTS: tuple[GoComponent, ...] = (
             "k8s.io/kubernetes/cmd/kube-controller-manager": "kube-controller-manager",
             "k8s.io/kubernetes/cmd/kube-scheduler": "kube-scheduler",
             "k8s.io/kubernetes/cmd/kubectl": "kubectl",
+            # The real node (real_node.py): pods that run Tailor's images in containers.
+            "k8s.io/kubernetes/cmd/kubelet": "kubelet",
+            "k8s.io/kubernetes/cmd/kube-proxy": "kube-proxy",
         },
         ldflags=_kubernetes_ldflags(),
     ),
@@ -119,6 +129,21 @@ GO_COMPONENTS: tuple[GoComponent, ...] = (
         ldflags=_helm_ldflags(),
     ),
     GoComponent(
+        name="cni-plugins",
+        version=CNI_PLUGINS_VERSION,
+        module_dir=GO_DIR / "cni",
+        commands={
+            f"github.com/containernetworking/plugins/plugins/{path}": path.rsplit("/", 1)[1]
+            for path in ("main/bridge", "main/loopback", "ipam/host-local", "meta/portmap")
+        },
+    ),
+    GoComponent(
+        name="pause",
+        version=PAUSE_VERSION,
+        module_dir=GO_DIR / "pause",
+        commands={"tailor.dev/hack/pause": "pause"},
+    ),
+    GoComponent(
         name="kind",
         version=KIND_VERSION,
         module_dir=GO_DIR / "kind",
@@ -131,5 +156,5 @@ GO_COMPONENTS: tuple[GoComponent, ...] = (
 def kafka_recipe() -> bytes:
     """Everything that decides which jars the Kafka cache entry holds."""
     return (
-        f"revision={RECIPE_REVISION}\nversion={KAFKA_VERSION}\n".encode() + KAFKA_POM.read_bytes()
+        f"revision={RECIPE_REVISION}\nversion={kafka_version()}\n".encode() + KAFKA_POM.read_bytes()
     )

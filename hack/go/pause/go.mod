@@ -1,0 +1,3 @@
+module tailor.dev/hack/pause
+
+go 1.24.0

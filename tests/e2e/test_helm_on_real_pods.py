@@ -1,0 +1,181 @@
+"""What a user does, on real pods: `helm install` the chart with the locally built operator
+image, apply a pipeline, produce clicks, ask the scorer's Service for decisions, then
+`kubectl delete ppl` and `helm uninstall`, with nothing left running."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tailor_pipeline import events
+from tailor_pipeline.generator import GeneratorSettings, stream
+from tailor_pipeline.train import TrainingSettings, train, write_model
+from tests.helpers import wait_for
+from tests.pipeline_env import produce_all
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "tailor"
+pytestmark = pytest.mark.slow
+
+SMALL = {"requests": {"cpu": "50m", "memory": "96Mi"}}
+
+
+def helm(kube, toolchain, *args: str) -> str:
+    result = subprocess.run(
+        [str(toolchain.binary("helm")), f"--kubeconfig={kube.kubeconfig}", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, f"helm {' '.join(args)} failed:\n{result.stderr}"
+    return result.stdout
+
+
+def get(kube, namespace: str, *what: str) -> Any:
+    return json.loads(kube.kubectl("get", *what, "-n", namespace, "-o", "json"))
+
+
+def serve_model(kube, namespace: str, image: str, model: Path) -> str:
+    """An HTTP server pod inside the cluster serving ``model``; the URL of its Service."""
+    kube.kubectl(
+        "create", "configmap", "model", "-n", namespace, f"--from-file=model.tailor={model}"
+    )
+    labels = {"app": "model-server"}
+    manifests = [
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "model-server", "namespace": namespace, "labels": labels},
+            "spec": {
+                "containers": [
+                    {
+                        "name": "http",
+                        "image": image,
+                        "imagePullPolicy": "Never",
+                        "command": ["python", "-m", "http.server", "8000", "-d", "/models"],
+                        "ports": [{"containerPort": 8000}],
+                        "readinessProbe": {"tcpSocket": {"port": 8000}, "periodSeconds": 1},
+                        "volumeMounts": [{"name": "models", "mountPath": "/models"}],
+                        "resources": SMALL,
+                    }
+                ],
+                "volumes": [{"name": "models", "configMap": {"name": "model"}}],
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "model-server", "namespace": namespace},
+            "spec": {"selector": labels, "ports": [{"port": 8000}]},
+        },
+    ]
+    for manifest in manifests:
+        kube.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+    kube.kubectl(
+        "wait", "-n", namespace, "--for=condition=Ready", "pod/model-server", "--timeout=120s"
+    )
+    ip = get(kube, namespace, "service", "model-server")["spec"]["clusterIP"]
+    return f"http://{ip}:8000/model.tailor"
+
+
+def decide(url: str, user: str) -> dict[str, Any]:
+    body = json.dumps({"user_id": user, "k": 5}).encode()
+    request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def test_helm_install_to_decisions_on_real_pods(kube, kafka, real_node, toolchain, tmp_path):
+    images = real_node.images
+    system, shop = "tailor-system-e2e", "shop-e2e"
+    for namespace in (system, shop):
+        real_node.pin_namespace(namespace)
+    repository, tag = images.operator.rsplit(":", 1)
+    helm(
+        kube,
+        toolchain,
+        "install",
+        "tailor",
+        str(CHART),
+        "-n",
+        system,
+        f"--set=image.repository={repository}",
+        f"--set=image.tag={tag}",
+        "--set=image.pullPolicy=Never",
+        f"--set=pipelineImages.streamWorker={images.stream_worker}",
+        f"--set=pipelineImages.scorer={images.scorer}",
+        "--set=replicaCount=1",
+        "--set=operator.resyncSeconds=10",
+        "--wait",
+        "--timeout=180s",
+    )
+    operator = get(kube, system, "pods", "-l", "app.kubernetes.io/name=tailor-operator")
+    (pod,) = operator["items"]
+    assert pod["spec"]["nodeName"] == "tailor-real-node"
+    assert pod["spec"]["containers"][0]["image"] == images.operator
+
+    history = list(stream(GeneratorSettings(users=200, items=300, days=2)))
+    model = tmp_path / "model.tailor"
+    digest = write_model(model, train(history, settings=TrainingSettings()), "item-knn", "v1")
+    uri = serve_model(kube, shop, images.scorer, model)
+
+    manifest = {
+        "apiVersion": "tailor.dev/v1alpha1",
+        "kind": "PersonalizationPipeline",
+        "metadata": {"name": "storefront", "namespace": shop},
+        "spec": {
+            "kafka": {"bootstrapServers": kafka},
+            "topics": {"events": {"partitions": 2, "replicationFactor": 1}},
+            "streamWorker": {"replicas": 1, "resources": SMALL},
+            "scorer": {
+                "replicas": 1,
+                "resources": SMALL,
+                "model": {"name": "item-knn", "version": "v1", "uri": uri, "sha256": digest},
+            },
+        },
+    }
+    kube.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+    kube.kubectl("wait", "-n", shop, "--for=condition=Ready", "ppl/storefront", "--timeout=300s")
+
+    pods = get(kube, shop, "pods", "-l", "app.kubernetes.io/managed-by=tailor")["items"]
+    running = {
+        p["spec"]["containers"][0]["image"]
+        for p in pods
+        if p["spec"]["nodeName"] == "tailor-real-node" and p["status"]["phase"] == "Running"
+    }
+    assert running == {images.stream_worker, images.scorer}
+
+    # A click produced to the events topic shows in the next decision, asked of the Service.
+    service = get(kube, shop, "service", "storefront-scorer")["spec"]
+    url = f"http://{service['clusterIP']}:{service['ports'][0]['port']}/v1/decide"
+    item = history[-1].item_id
+    click = events.ClickEvent(
+        user_id="e2e-user", item_id=item, type="add_to_cart", ts=int(time.time() * 1000)
+    )
+    topic = get(kube, shop, "ppl", "storefront")["status"]["topics"]["events"]["name"]
+    produce_all(kafka, topic, [("e2e-user", events.encode(click))])
+
+    def reflects_the_click() -> dict[str, Any] | None:
+        answer = decide(url, "e2e-user")
+        return answer if any(item in i["reason"] for i in answer["items"]) else None
+
+    answer = wait_for(reflects_the_click, 60, f"a decision for e2e-user that reflects {item}")
+    assert answer["model_version"] == "v1"
+
+    kube.kubectl("delete", "ppl", "storefront", "-n", shop, "--timeout=120s")
+    wait_for(
+        lambda: not get(kube, shop, "pods", "-l", "app.kubernetes.io/managed-by=tailor")["items"],
+        120,
+        "the pipeline's pods to be gone",
+    )
+    helm(kube, toolchain, "uninstall", "tailor", "-n", system, "--wait", "--timeout=120s")
+    wait_for(lambda: not get(kube, system, "pods")["items"], 120, "the operator's pods to be gone")
+    for namespace in (system, shop):
+        kube.kubectl("delete", "namespace", namespace, "--wait=false")
