@@ -116,6 +116,15 @@ class LocalEnvironment:
             self.node = RealNode(
                 control_plane, self.network, builder.build(), builder, self._toolchain()
             ).start()
+            if self.needs_kafka:
+                # Pods find the broker as the examples say: kafka.kafka.svc:9092.
+                real_node_mod.expose_host_service(
+                    control_plane,
+                    "kafka",
+                    "kafka",
+                    self.network.gateway,
+                    [("kafka", 9092, self.kafka().port, "TCP")],
+                )
         return self.node
 
     def logs(self) -> Iterator[tuple[str, str]]:

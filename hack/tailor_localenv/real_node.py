@@ -39,6 +39,8 @@ NODE_NAME = "tailor-real-node"
 NODE_LABEL = "tailor.dev/node"
 TAINT_KEY = "tailor.dev/real-node"
 CLUSTER_DNS = "10.0.0.10"
+# Port 9 (discard) on loopback: nothing listens, so a registry connection is refused at once.
+NO_PULL_PROXY = "http://127.0.0.1:9"
 START_TIMEOUT = 120.0
 # The Debian packages the node runs (the bootstrap installs them as root).
 APT_PACKAGES = {
@@ -217,6 +219,7 @@ class RealNode:
             self.builder.import_into(self.images.all(), self.ctr_command())
             self._start_kubelet()
             self._start_kube_proxy()
+            self._start_cluster_dns()
             self._wait_ready()
         except BaseException:
             self.stop()
@@ -276,8 +279,18 @@ class RealNode:
             # No systemd on these hosts: the kubelet manages cgroups with cgroupfs too.
             "  SystemdCgroup = false\n"
         )
+        # Every image comes from images.py; a missing one must fail at once, never become a
+        # pull from a registry off this machine: registry connections go to a closed port
+        # on loopback (a proxy is dialled before any name is resolved).
+        no_pulls = dict.fromkeys(
+            ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"), NO_PULL_PROXY
+        )
+        env = {k: v for k, v in os.environ.items() if k.upper() != "NO_PROXY"}
         proc = ManagedProcess(
-            "containerd", ["containerd", f"--config={config}"], self.run_dir / "logs"
+            "containerd",
+            ["containerd", f"--config={config}"],
+            self.run_dir / "logs",
+            env={**env, **no_pulls},
         ).start()
         self.processes.append(proc)
         took = proc.wait_healthy(
@@ -396,6 +409,45 @@ class RealNode:
         )
         say(f"node: kube-proxy healthy ({duration(took)})")
 
+    def _start_cluster_dns(self) -> None:
+        """CoreDNS on the host's bridge address, behind the `kube-dns` Service at
+        CLUSTER_DNS (the kubelet's clusterDNS), as kube-dns is in any cluster."""
+        assert self.run_dir is not None
+        port, health, ready = free_port(), free_port(), free_port()
+        corefile = self.run_dir / "Corefile"
+        corefile.write_text(
+            f".:{port} {{\n"
+            f"    bind {self.network.gateway}\n"
+            "    errors\n"
+            f"    health 127.0.0.1:{health}\n"
+            f"    ready 127.0.0.1:{ready}\n"
+            "    kubernetes cluster.local in-addr.arpa ip6.arpa {\n"
+            f"        kubeconfig {self.control_plane.kubeconfig}\n"
+            "        pods insecure\n"
+            "        fallthrough in-addr.arpa ip6.arpa\n"
+            "    }\n"
+            "    cache 30\n"
+            "}\n"
+        )
+        proc = ManagedProcess(
+            "coredns",
+            [str(self._binary("coredns")), f"-conf={corefile}"],
+            self.run_dir / "logs",
+        ).start()
+        self.processes.append(proc)
+        took = proc.wait_healthy(
+            lambda: http_ok(f"http://127.0.0.1:{ready}/ready"), START_TIMEOUT, "ready (/ready)"
+        )
+        expose_host_service(
+            self.control_plane,
+            "kube-system",
+            "kube-dns",
+            self.network.gateway,
+            [("dns", 53, port, "UDP"), ("dns-tcp", 53, port, "TCP")],
+            cluster_ip=CLUSTER_DNS,
+        )
+        say(f"node: cluster DNS (CoreDNS) ready at {CLUSTER_DNS} ({duration(took)})")
+
     def _wait_ready(self) -> None:
         kubelet = next(p for p in self.processes if p.name == "kubelet")
 
@@ -476,6 +528,60 @@ def _unmount_below(directory: Path) -> None:
         _run("umount", "-l", mount, check=False)
 
 
+def expose_host_service(
+    control_plane: ControlPlane,
+    namespace: str,
+    name: str,
+    address: str,
+    ports: list[tuple[str, int, int, str]],
+    cluster_ip: str | None = None,
+) -> None:
+    """A Service without selector whose endpoint is ``address`` (a host process on the pod
+    bridge), so pods reach it by its cluster name. ``ports``: (name, service port, target
+    port, protocol)."""
+    service: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "ports": [
+                {"name": n, "port": p, "targetPort": t, "protocol": proto}
+                for n, p, t, proto in ports
+            ]
+        },
+    }
+    if cluster_ip:
+        service["spec"]["clusterIP"] = cluster_ip
+    endpoints = {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": f"{name}-host",
+            "namespace": namespace,
+            "labels": {"kubernetes.io/service-name": name},
+        },
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
+        "ports": [{"name": n, "port": t, "protocol": proto} for n, _, t, proto in ports],
+    }
+    namespace_manifest = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+    for manifest in (namespace_manifest, service, endpoints):
+        _apply(control_plane, manifest)
+
+
+def _apply(control_plane: ControlPlane, manifest: dict[str, Any]) -> None:
+    result = subprocess.run(
+        [*control_plane.kubectl_command(), "apply", "--server-side", "-f", "-"],
+        input=json.dumps(manifest),
+        text=True,
+        capture_output=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        kind, name = manifest["kind"], manifest["metadata"]["name"]
+        raise StartError(f"applying {kind} {name} failed: {result.stderr.strip()}")
+
+
 def namespace_annotations() -> dict[str, str]:
     """What puts every pod of a namespace on the real node (PodNodeSelector and
     PodTolerationRestriction admission plugins)."""
@@ -487,18 +593,8 @@ def namespace_annotations() -> dict[str, str]:
 
 
 def pin_namespace(control_plane: ControlPlane, namespace: str) -> None:
-    manifest = {
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        "metadata": {"name": namespace, "annotations": namespace_annotations()},
-    }
-    subprocess.run(
-        [*control_plane.kubectl_command(), "apply", "--server-side", "-f", "-"],
-        input=json.dumps(manifest),
-        text=True,
-        capture_output=True,
-        check=True,
-    )
+    metadata = {"name": namespace, "annotations": namespace_annotations()}
+    _apply(control_plane, {"apiVersion": "v1", "kind": "Namespace", "metadata": metadata})
 
 
 __all__ = ["SERVICE_CIDR", "PodNetwork", "RealNode", "RealNodeUnavailable", "host_support"]

@@ -18,6 +18,7 @@ KWOK_VERSION = "0.7.0"
 HELM_VERSION = "3.20.2"
 KIND_VERSION = "0.31.0"
 CNI_PLUGINS_VERSION = "1.9.0"
+COREDNS_VERSION = "1.14.0"
 # The pod sandbox program of the real node (hack/go/pause); bump when its source changes.
 PAUSE_VERSION = "1"
 
@@ -136,6 +137,12 @@ GO_COMPONENTS: tuple[GoComponent, ...] = (
             f"github.com/containernetworking/plugins/plugins/{path}": path.rsplit("/", 1)[1]
             for path in ("main/bridge", "main/loopback", "ipam/host-local", "meta/portmap")
         },
+    ),
+    GoComponent(
+        name="coredns",
+        version=COREDNS_VERSION,
+        module_dir=GO_DIR / "coredns",
+        commands={"tailor.dev/hack/coredns": "coredns"},
     ),
     GoComponent(
         name="pause",

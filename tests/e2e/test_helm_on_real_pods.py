@@ -43,9 +43,17 @@ def get(kube, namespace: str, *what: str) -> Any:
 
 
 def serve_model(kube, namespace: str, image: str, model: Path) -> str:
-    """An HTTP server pod inside the cluster serving ``model``; the URL of its Service."""
+    """An HTTP server pod inside the cluster serving ``model`` (a file, or a folder of
+    them); the URL of ``model`` through the server's Service name."""
+    files = sorted(model.iterdir()) if model.is_dir() else [model]
+    name = "model.tailor" if model.is_file() else ""
     kube.kubectl(
-        "create", "configmap", "model", "-n", namespace, f"--from-file=model.tailor={model}"
+        "create",
+        "configmap",
+        "model",
+        "-n",
+        namespace,
+        *[f"--from-file={name or f.name}={f}" for f in files],
     )
     labels = {"app": "model-server"}
     manifests = [
@@ -81,8 +89,7 @@ def serve_model(kube, namespace: str, image: str, model: Path) -> str:
     kube.kubectl(
         "wait", "-n", namespace, "--for=condition=Ready", "pod/model-server", "--timeout=120s"
     )
-    ip = get(kube, namespace, "service", "model-server")["spec"]["clusterIP"]
-    return f"http://{ip}:8000/model.tailor"
+    return f"http://model-server.{namespace}.svc:8000/{name}"
 
 
 def decide(url: str, user: str) -> dict[str, Any]:
@@ -131,7 +138,8 @@ def test_helm_install_to_decisions_on_real_pods(kube, kafka, real_node, toolchai
         "kind": "PersonalizationPipeline",
         "metadata": {"name": "storefront", "namespace": shop},
         "spec": {
-            "kafka": {"bootstrapServers": kafka},
+            # As in the examples: the broker by its Service name, resolved by cluster DNS.
+            "kafka": {"bootstrapServers": "kafka.kafka.svc:9092"},
             "topics": {"events": {"partitions": 2, "replicationFactor": 1}},
             "streamWorker": {"replicas": 1, "resources": SMALL},
             "scorer": {

@@ -85,22 +85,25 @@ def test_each_image_runs_its_program(kube, real_node, image, program, modules):
         assert f"imported {module}" in log
 
 
-def test_a_pod_reaches_the_api_server_and_kafka(kube, kafka, real_node):
+def test_a_pod_reaches_the_api_server_dns_and_kafka(kube, kafka, real_node):
     # The operator image's own client libraries, with the pod's ServiceAccount, through the
-    # `kubernetes` ClusterIP (kube-proxy) to the API server on the bridge; then Kafka's metadata.
+    # `kubernetes` ClusterIP (kube-proxy) to the API server on the bridge; names through the
+    # cluster DNS; Kafka by the name the examples use.
     script = textwrap.dedent(
-        f"""
-        import os
+        """
+        import os, socket
         from kubernetes import client, config
         from confluent_kafka.admin import AdminClient
         config.load_incluster_config()
         print("api", client.VersionApi().get_code().git_version)
         print("via", os.environ["KUBERNETES_SERVICE_HOST"])
-        brokers = AdminClient({{"bootstrap.servers": "{kafka}"}}).list_topics(timeout=20).brokers
-        print("kafka brokers", len(brokers))
+        print("dns", socket.gethostbyname("kubernetes.default.svc.cluster.local"))
+        admin = AdminClient({"bootstrap.servers": "kafka.kafka.svc:9092"})
+        print("kafka brokers", len(admin.list_topics(timeout=20).brokers))
         """
     )
     log = run_pod(kube, real_node, real_node.images.operator, ["python", "-c", script])
     assert "api v1.35" in log
     assert "via 10.0.0.1" in log
+    assert "dns 10.0.0.1" in log
     assert "kafka brokers 1" in log
