@@ -69,6 +69,13 @@ def test_pods_are_hardened_and_probed() -> None:
     assert sc["capabilities"] == {"drop": ["ALL"]}
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    # A model download may take minutes: the startup probe holds liveness off that long,
+    # and a stopping scorer keeps serving while Service endpoints drop it.
+    startup = container["startupProbe"]
+    assert startup["httpGet"]["path"] == "/healthz"
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 600
+    assert container["lifecycle"]["preStop"] == {"sleep": {"seconds": 5}}
+    assert pod["terminationGracePeriodSeconds"] > 5
     assert container["resources"]["requests"]["cpu"] == "500m"
     assert container["image"] == "registry.test/scorer:1"
     assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0

@@ -105,6 +105,7 @@ def _deployment(
     port: int,
     strategy: dict[str, Any],
     model: ModelChoice = "spec",
+    container_extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     workload = _workload(pipeline, component)
     volumes, mounts = _volumes(pipeline)
@@ -143,6 +144,7 @@ def _deployment(
                         "volumeMounts": mounts,
                         "livenessProbe": _probe("/healthz", "http", 10, 3),
                         "readinessProbe": _probe("/readyz", "http", 5, 2),
+                        **(container_extra or {}),
                         "securityContext": {
                             "allowPrivilegeEscalation": False,
                             "readOnlyRootFilesystem": True,
@@ -185,7 +187,16 @@ def desired_stream_worker(pipeline: Pipeline, images: Images) -> dict[str, Any]:
     )
 
 
+# A scorer serves HTTP only once its model is downloaded, verified and loaded: the
+# liveness probe starts after this much time at most, so a slow download is not a crash loop.
+SCORER_STARTUP_SECONDS = 600
+# How long a stopping scorer keeps serving: Service endpoints (kube-proxy rules on every
+# node) drop it in that time, so no request is sent to a process that has stopped.
+SCORER_DRAIN_SECONDS = 5
+
+
 def _scorer(pipeline: Pipeline, images: Images, model: ModelChoice) -> dict[str, Any]:
+    startup = _probe("/healthz", "http", 2, SCORER_STARTUP_SECONDS // 2)
     return _deployment(
         pipeline,
         "scorer",
@@ -195,6 +206,11 @@ def _scorer(pipeline: Pipeline, images: Images, model: ModelChoice) -> dict[str,
         # Decisions must keep flowing during a model rollout: never fewer ready scorers.
         {"maxSurge": 1, "maxUnavailable": 0},
         model,
+        {
+            "startupProbe": startup,
+            # The kubelet's own sleep action: no shell or sleep binary needed in the image.
+            "lifecycle": {"preStop": {"sleep": {"seconds": SCORER_DRAIN_SECONDS}}},
+        },
     )
 
 
