@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.client
+import itertools
 import json
 import os
 import random
@@ -72,6 +73,14 @@ def _clicks(seed: int, days: int, start_ms: int) -> Iterator[ClickEvent]:
         GeneratorSettings(
             seed=seed, days=days, start_ms=start_ms, users=400, items=600, categories=12
         )
+    )
+
+
+def live_clicks() -> Iterator[ClickEvent]:
+    """The live stream, without end: one generated day after another (a single day, about
+    5,400 events, ran dry after 27 s at 200/s and the demo's traffic stopped)."""
+    return itertools.chain.from_iterable(
+        _clicks(seed=seed, days=1, start_ms=0) for seed in itertools.count(2)
     )
 
 
@@ -254,7 +263,7 @@ class Traffic:
         self.stats.produced += 1
 
     def run_clicks(self) -> None:
-        live = _clicks(seed=2, days=1, start_ms=0)
+        live = live_clicks()
         period = 1.0 / self.options.rate
         next_at = time.monotonic()
         for event in live:
