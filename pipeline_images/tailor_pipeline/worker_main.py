@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--instance-id",
         default=os.environ.get("POD_NAME") or socket.gethostname(),
-        help="stable identity: static group membership and transactional.id"
+        help="this worker's identity in logs and its transactional.id"
         " (default $POD_NAME, else the host name)",
     )
     parser.add_argument("--http-port", type=int, help="health and metrics port (default: config)")
