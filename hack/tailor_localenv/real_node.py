@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -286,15 +287,12 @@ class RealNode:
             ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"), NO_PULL_PROXY
         )
         env = {k: v for k, v in os.environ.items() if k.upper() != "NO_PROXY"}
-        proc = ManagedProcess(
+        took = self._spawn(
             "containerd",
             ["containerd", f"--config={config}"],
-            self.run_dir / "logs",
+            lambda: self.ctr("version", check=False).returncode == 0,
+            "serving",
             env={**env, **no_pulls},
-        ).start()
-        self.processes.append(proc)
-        took = proc.wait_healthy(
-            lambda: self.ctr("version", check=False).returncode == 0, START_TIMEOUT, "serving"
         )
         say(f"node: containerd {_containerd_version()} serving ({duration(took)})")
 
@@ -352,7 +350,7 @@ class RealNode:
         }
         path = kubelet_dir / "config.yaml"
         path.write_text(json.dumps(config, indent=2))
-        proc = ManagedProcess(
+        took = self._spawn(
             "kubelet",
             [
                 str(self._binary("kubelet")),
@@ -365,12 +363,7 @@ class RealNode:
                 f"--node-labels={NODE_LABEL}=real",
                 "--v=1",
             ],
-            self.run_dir / "logs",
-        ).start()
-        self.processes.append(proc)
-        took = proc.wait_healthy(
             lambda: http_ok(f"http://127.0.0.1:{self.healthz_port}/healthz"),
-            START_TIMEOUT,
             "healthy (/healthz)",
         )
         say(f"node: kubelet healthy ({duration(took)})")
@@ -396,15 +389,10 @@ class RealNode:
         }
         path = self.run_dir / "kube-proxy.yaml"
         path.write_text(json.dumps(config, indent=2))
-        proc = ManagedProcess(
+        took = self._spawn(
             "kube-proxy",
             [str(self._binary("kube-proxy")), f"--config={path}", "--v=1"],
-            self.run_dir / "logs",
-        ).start()
-        self.processes.append(proc)
-        took = proc.wait_healthy(
             lambda: http_ok(f"http://127.0.0.1:{healthz}/healthz"),
-            START_TIMEOUT,
             "healthy (/healthz)",
         )
         say(f"node: kube-proxy healthy ({duration(took)})")
@@ -429,14 +417,11 @@ class RealNode:
             "    cache 30\n"
             "}\n"
         )
-        proc = ManagedProcess(
+        took = self._spawn(
             "coredns",
             [str(self._binary("coredns")), f"-conf={corefile}"],
-            self.run_dir / "logs",
-        ).start()
-        self.processes.append(proc)
-        took = proc.wait_healthy(
-            lambda: http_ok(f"http://127.0.0.1:{ready}/ready"), START_TIMEOUT, "ready (/ready)"
+            lambda: http_ok(f"http://127.0.0.1:{ready}/ready"),
+            "ready (/ready)",
         )
         expose_host_service(
             self.control_plane,
@@ -459,6 +444,20 @@ class RealNode:
             )
 
         kubelet.wait_healthy(ready, START_TIMEOUT, f"reporting {NODE_NAME} Ready")
+
+    def _spawn(
+        self,
+        name: str,
+        args: list[str],
+        check: Callable[[], bool],
+        what: str,
+        env: dict[str, str] | None = None,
+    ) -> float:
+        """Start one of the node's processes and wait until ``check`` passes; seconds taken."""
+        assert self.run_dir is not None
+        proc = ManagedProcess(name, args, self.run_dir / "logs", env=env).start()
+        self.processes.append(proc)
+        return proc.wait_healthy(check, START_TIMEOUT, what)
 
     def _binary(self, name: str) -> Path:
         assert self.toolchain is not None

@@ -37,7 +37,7 @@ the producer's ``message.max.bytes``) is copied truncated, with ``tailor.truncat
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 
@@ -53,14 +53,7 @@ RejectReason = Literal[
     "future_timestamp",
     "unprocessable",
 ]
-REJECT_REASONS: tuple[RejectReason, ...] = (
-    "too_large",
-    "malformed",
-    "unsupported_version",
-    "unknown_type",
-    "future_timestamp",
-    "unprocessable",
-)
+REJECT_REASONS: tuple[RejectReason, ...] = get_args(RejectReason)
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 

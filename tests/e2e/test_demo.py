@@ -20,7 +20,8 @@ def test_headless_demo_serves_fresh_decisions_and_rolls_a_new_model(tmp_path: Pa
             "tailor_localenv.cli",
             "demo",
             "--headless",
-            "--duration=40",
+            # Clicks flow all the way through (200/s): room for canary, promotion and roll.
+            "--duration=55",
             "--update-after=12",
             f"--work-dir={tmp_path}",
         ],

@@ -16,14 +16,13 @@ import pytest
 from tailor_pipeline import events
 from tailor_pipeline.generator import GeneratorSettings, stream
 from tailor_pipeline.train import TrainingSettings, train, write_model
+from tests.e2e.real_pods import get, pipeline, serve_model
 from tests.helpers import wait_for
 from tests.pipeline_env import produce_all
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "tailor"
 pytestmark = pytest.mark.slow
-
-SMALL = {"requests": {"cpu": "50m", "memory": "96Mi"}}
 
 
 def helm(kube, toolchain, *args: str) -> str:
@@ -36,60 +35,6 @@ def helm(kube, toolchain, *args: str) -> str:
     )
     assert result.returncode == 0, f"helm {' '.join(args)} failed:\n{result.stderr}"
     return result.stdout
-
-
-def get(kube, namespace: str, *what: str) -> Any:
-    return json.loads(kube.kubectl("get", *what, "-n", namespace, "-o", "json"))
-
-
-def serve_model(kube, namespace: str, image: str, model: Path) -> str:
-    """An HTTP server pod inside the cluster serving ``model`` (a file, or a folder of
-    them); the URL of ``model`` through the server's Service name."""
-    files = sorted(model.iterdir()) if model.is_dir() else [model]
-    name = "model.tailor" if model.is_file() else ""
-    kube.kubectl(
-        "create",
-        "configmap",
-        "model",
-        "-n",
-        namespace,
-        *[f"--from-file={name or f.name}={f}" for f in files],
-    )
-    labels = {"app": "model-server"}
-    manifests = [
-        {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": "model-server", "namespace": namespace, "labels": labels},
-            "spec": {
-                "containers": [
-                    {
-                        "name": "http",
-                        "image": image,
-                        "imagePullPolicy": "Never",
-                        "command": ["python", "-m", "http.server", "8000", "-d", "/models"],
-                        "ports": [{"containerPort": 8000}],
-                        "readinessProbe": {"tcpSocket": {"port": 8000}, "periodSeconds": 1},
-                        "volumeMounts": [{"name": "models", "mountPath": "/models"}],
-                        "resources": SMALL,
-                    }
-                ],
-                "volumes": [{"name": "models", "configMap": {"name": "model"}}],
-            },
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": "model-server", "namespace": namespace},
-            "spec": {"selector": labels, "ports": [{"port": 8000}]},
-        },
-    ]
-    for manifest in manifests:
-        kube.kubectl("apply", "-f", "-", input=json.dumps(manifest))
-    kube.kubectl(
-        "wait", "-n", namespace, "--for=condition=Ready", "pod/model-server", "--timeout=120s"
-    )
-    return f"http://model-server.{namespace}.svc:8000/{name}"
 
 
 def decide(url: str, user: str) -> dict[str, Any]:
@@ -133,24 +78,11 @@ def test_helm_install_to_decisions_on_real_pods(kube, kafka, real_node, toolchai
     digest = write_model(model, train(history, settings=TrainingSettings()), "item-knn", "v1")
     uri = serve_model(kube, shop, images.scorer, model)
 
-    manifest = {
-        "apiVersion": "tailor.dev/v1alpha1",
-        "kind": "PersonalizationPipeline",
-        "metadata": {"name": "storefront", "namespace": shop},
-        "spec": {
-            # As in the examples: the broker by its Service name, resolved by cluster DNS.
-            "kafka": {"bootstrapServers": "kafka.kafka.svc:9092"},
-            "topics": {"events": {"partitions": 2, "replicationFactor": 1}},
-            "streamWorker": {"replicas": 1, "resources": SMALL},
-            "scorer": {
-                "replicas": 1,
-                "resources": SMALL,
-                "model": {"name": "item-knn", "version": "v1", "uri": uri, "sha256": digest},
-            },
-        },
-    }
-    kube.kubectl("apply", "-f", "-", input=json.dumps(manifest))
-    kube.kubectl("wait", "-n", shop, "--for=condition=Ready", "ppl/storefront", "--timeout=300s")
+    ref = {"name": "item-knn", "version": "v1", "uri": uri, "sha256": digest}
+    # As in the examples: the broker by its Service name, resolved by cluster DNS.
+    manifest = pipeline(shop, "kafka.kafka.svc:9092", 2, scorer={"model": ref})
+    kube.kubectl("apply", "-f", "-", input=manifest)
+    kube.kubectl("wait", "-n", shop, "--for=condition=Ready", "ppl/storefront", "--timeout=110s")
 
     pods = get(kube, shop, "pods", "-l", "app.kubernetes.io/managed-by=tailor")["items"]
     running = {

@@ -3,40 +3,21 @@ own reason, not as a pipeline that is merely slow to become available."""
 
 from __future__ import annotations
 
-import json
-import uuid
-
 import pytest
 
+from tests.e2e.real_pods import pipeline, start_in_real_pods
 from tests.integration.test_operator import condition, wait_condition
 
 pytestmark = pytest.mark.slow
-SMALL = {"requests": {"cpu": "50m", "memory": "96Mi"}}
 
 
 def test_an_image_that_cannot_be_had_is_pods_failing_with_the_kubelets_reason(
     kube, kafka, real_node, operator
 ):
-    namespace = f"fail-{uuid.uuid4().hex[:6]}"
-    real_node.pin_namespace(namespace)
-    operator.start(namespace)
-    manifest = {
-        "apiVersion": "tailor.dev/v1alpha1",
-        "kind": "PersonalizationPipeline",
-        "metadata": {"name": "storefront", "namespace": namespace},
-        "spec": {
-            "kafka": {"bootstrapServers": kafka},
-            "topics": {"events": {"partitions": 1, "replicationFactor": 1}},
-            # Never built: the node may not fetch it from anywhere (no registry is reached).
-            "streamWorker": {
-                "image": "tailor.local/stream-worker:no-such-tag",
-                "replicas": 1,
-                "resources": SMALL,
-            },
-            "scorer": {"image": real_node.images.scorer, "replicas": 1, "resources": SMALL},
-        },
-    }
-    kube.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+    namespace = start_in_real_pods(kube, real_node, operator, "fail")
+    # Never built: the node may not fetch it from anywhere (no registry is reached).
+    missing = {"image": "tailor.local/stream-worker:no-such-tag"}
+    kube.kubectl("apply", "-f", "-", input=pipeline(namespace, kafka, streamWorker=missing))
     failing = wait_condition(
         kube, namespace, "storefront", "StreamWorkerAvailable", "PodsFailing", timeout=120
     )

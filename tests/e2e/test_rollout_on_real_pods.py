@@ -9,7 +9,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections import Counter
 
 import pytest
@@ -17,7 +16,13 @@ import pytest
 from tailor_operator.render.workloads import SCORER_DRAIN_SECONDS
 from tailor_pipeline.generator import GeneratorSettings, stream
 from tailor_pipeline.train import train, write_model
-from tests.e2e.test_helm_on_real_pods import SMALL, get, serve_model
+from tests.e2e.real_pods import (
+    get,
+    pipeline,
+    serve_model,
+    start_in_real_pods,
+    wait_pipeline_ready,
+)
 from tests.helpers import wait_for
 from tests.integration.test_operator import wait_condition
 
@@ -52,16 +57,8 @@ class SteadyTraffic(threading.Thread):
 def test_a_canary_is_promoted_and_rolled_without_one_failed_request(
     kube, kafka, real_node, operator, tmp_path
 ):
-    namespace = f"roll-{uuid.uuid4().hex[:6]}"
-    real_node.pin_namespace(namespace)
-    images = real_node.images
-    operator.start(
-        namespace,
-        env={
-            "TAILOR_ROLLOUT_CHECK_SECONDS": "2",
-            "TAILOR_STREAM_WORKER_IMAGE": images.stream_worker,
-            "TAILOR_SCORER_IMAGE": images.scorer,
-        },
+    namespace = start_in_real_pods(
+        kube, real_node, operator, "roll", TAILOR_ROLLOUT_CHECK_SECONDS="2"
     )
     history = list(stream(GeneratorSettings(users=200, items=300, days=2)))
     models = tmp_path / "models"
@@ -75,30 +72,15 @@ def test_a_canary_is_promoted_and_rolled_without_one_failed_request(
         uri = f"{base}/{version}.tailor"
         return {"name": "knn", "version": version, "uri": uri, "sha256": digests[version]}
 
-    manifest = {
-        "apiVersion": "tailor.dev/v1alpha1",
-        "kind": "PersonalizationPipeline",
-        "metadata": {"name": "storefront", "namespace": namespace},
-        "spec": {
-            # The operator runs on the host here: the bridge address, which pods reach too.
-            "kafka": {"bootstrapServers": kafka},
-            "topics": {"events": {"partitions": 1, "replicationFactor": 1}},
-            "streamWorker": {"replicas": 1, "resources": SMALL},
-            "scorer": {
-                "replicas": 2,
-                "resources": SMALL,
-                "model": model("v1"),
-                "rollout": {
-                    "strategy": "Canary",
-                    "canary": {"replicas": 1, "analysisDuration": "10s", "minSamples": 30},
-                },
-            },
-        },
+    canary = {"replicas": 1, "analysisDuration": "10s", "minSamples": 30}
+    scorer = {
+        "replicas": 2,
+        "model": model("v1"),
+        "rollout": {"strategy": "Canary", "canary": canary},
     }
-    kube.kubectl("apply", "-f", "-", input=json.dumps(manifest))
-    kube.kubectl(
-        "wait", "-n", namespace, "--for=condition=Ready", "ppl/storefront", "--timeout=110s"
-    )
+    # The operator runs on the host here: the bridge address, which pods reach too.
+    kube.kubectl("apply", "-f", "-", input=pipeline(namespace, kafka, scorer=scorer))
+    wait_pipeline_ready(kube, namespace)
 
     service = get(kube, namespace, "service", "storefront-scorer")["spec"]
     traffic = SteadyTraffic(

@@ -4,17 +4,15 @@ LeaveGroup and its partitions waited out session.timeout.ms (15 s) on every roll
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-import uuid
 
 import pytest
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from tailor_pipeline import events
-from tests.e2e.test_helm_on_real_pods import SMALL, get
+from tests.e2e.real_pods import get, pipeline, start_in_real_pods, wait_pipeline_ready
 from tests.helpers import wait_for
 from tests.pipeline_env import produce_all
 
@@ -37,31 +35,9 @@ def committed(admin: AdminClient, group: str, topic: str, partitions: int) -> in
 def test_a_worker_rollout_hands_partitions_over_without_waiting_for_the_session_timeout(
     kube, kafka, real_node, operator
 ):
-    namespace = f"wroll-{uuid.uuid4().hex[:6]}"
-    real_node.pin_namespace(namespace)
-    images = real_node.images
-    operator.start(
-        namespace,
-        env={
-            "TAILOR_STREAM_WORKER_IMAGE": images.stream_worker,
-            "TAILOR_SCORER_IMAGE": images.scorer,
-        },
-    )
-    manifest = {
-        "apiVersion": "tailor.dev/v1alpha1",
-        "kind": "PersonalizationPipeline",
-        "metadata": {"name": "storefront", "namespace": namespace},
-        "spec": {
-            "kafka": {"bootstrapServers": kafka},
-            "topics": {"events": {"partitions": 2, "replicationFactor": 1}},
-            "streamWorker": {"replicas": 1, "resources": SMALL},
-            "scorer": {"replicas": 1, "resources": SMALL},
-        },
-    }
-    kube.kubectl("apply", "-f", "-", input=json.dumps(manifest))
-    kube.kubectl(
-        "wait", "-n", namespace, "--for=condition=Ready", "ppl/storefront", "--timeout=110s"
-    )
+    namespace = start_in_real_pods(kube, real_node, operator, "wroll")
+    kube.kubectl("apply", "-f", "-", input=pipeline(namespace, kafka, partitions=2))
+    wait_pipeline_ready(kube, namespace)
     status = get(kube, namespace, "ppl", "storefront")["status"]
     topic = status["topics"]["events"]["name"]
     group = f"{namespace}.storefront.stream-worker"
