@@ -61,7 +61,15 @@ from tailor_pipeline.train import train, write_model
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CANARY = {
     "strategy": "Canary",
-    "canary": {"replicas": 1, "analysisDuration": "10s", "minSamples": 100},
+    "canary": {
+        "replicas": 1,
+        "analysisDuration": "10s",
+        "minSamples": 100,
+        # Everything (control plane, Kafka, operator, workers, three scorers, the load) shares
+        # this machine's cores while clicks flow: p99 is tens of ms here, over the 25 ms a
+        # storefront's dedicated scorers are held to. Error rate and CTR still decide.
+        "maxP99LatencyMs": 250,
+    },
 }
 NAMESPACE = "tailor-demo"
 PIPELINE = "storefront"

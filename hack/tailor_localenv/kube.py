@@ -215,6 +215,18 @@ class ControlPlane:
                 f"--kubelet-client-certificate={p.admin_cert}",
                 f"--kubelet-client-key={p.admin_key}",
                 "--kubelet-preferred-address-types=InternalIP",
+                # The aggregation layer, for metrics-server on the real node (metrics.k8s.io):
+                # the API server proxies with the admin certificate and passes the user on in
+                # headers that metrics-server trusts because our CA signed that certificate.
+                f"--requestheader-client-ca-file={p.ca_cert}",
+                # Same CA as client certificates: only the proxy's own may set the headers.
+                f"--requestheader-allowed-names={pki_mod.ADMIN_COMMON_NAME}",
+                "--requestheader-username-headers=X-Remote-User",
+                "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                f"--proxy-client-cert-file={p.admin_cert}",
+                f"--proxy-client-key-file={p.admin_key}",
+                "--enable-aggregator-routing=true",
                 # On loopback the lease reconciler would publish 127.0.0.1 as the `kubernetes`
                 # Service endpoint, which the API rejects; nothing in-cluster needs it then.
                 f"--endpoint-reconciler-type={'none' if self._loopback else 'lease'}",

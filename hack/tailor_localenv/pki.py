@@ -44,6 +44,10 @@ def _name(common_name: str, organization: str | None = None) -> x509.Name:
     return x509.Name(attrs)
 
 
+# The admin certificate's CN: also the one client allowed to act as the aggregation proxy.
+ADMIN_COMMON_NAME = "tailor-admin"
+
+
 def generate(directory: Path, addresses: tuple[str, ...] = ()) -> Pki:
     """A CA, an admin certificate that is both the serving and the client certificate
     (O=system:masters, as kwokctl does), and an RSA key pair for service-account tokens.
@@ -96,7 +100,7 @@ def generate(directory: Path, addresses: tuple[str, ...] = ()) -> Pki:
     ]
     admin_cert = (
         x509.CertificateBuilder()
-        .subject_name(_name("tailor-admin", organization="system:masters"))
+        .subject_name(_name(ADMIN_COMMON_NAME, organization="system:masters"))
         .issuer_name(ca_name)
         .public_key(admin_key.public_key())
         .serial_number(x509.random_serial_number())

@@ -17,10 +17,13 @@ started from the same cache cleans them up (the kubelet kills pods it does not k
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import shutil
+import signal
+import ssl
 import subprocess
 import tempfile
 import time
@@ -221,6 +224,7 @@ class RealNode:
             self._start_kubelet()
             self._start_kube_proxy()
             self._start_cluster_dns()
+            self._start_metrics_server()
             self._wait_ready()
         except BaseException:
             self.stop()
@@ -433,6 +437,60 @@ class RealNode:
         )
         say(f"node: cluster DNS (CoreDNS) ready at {CLUSTER_DNS} ({duration(took)})")
 
+    def _start_metrics_server(self) -> None:
+        """metrics-server on the bridge address behind the metrics.k8s.io APIService, so
+        HPAs scale on the real CPU of the real node's pods (`kubectl top` works too)."""
+        assert self.run_dir is not None
+        port = free_port()
+        kubeconfig = f"{self.control_plane.kubeconfig}"
+        insecure = ssl.create_default_context()
+        insecure.check_hostname = False
+        insecure.verify_mode = ssl.CERT_NONE  # its own self-signed serving certificate
+        took = self._spawn(
+            "metrics-server",
+            [
+                str(self._binary("metrics-server")),
+                f"--kubeconfig={kubeconfig}",
+                f"--authentication-kubeconfig={kubeconfig}",
+                f"--authorization-kubeconfig={kubeconfig}",
+                f"--bind-address={self.network.gateway}",
+                f"--secure-port={port}",
+                f"--cert-dir={self.run_dir / 'metrics-server'}",
+                # The kubelet serves a self-signed certificate, as kubeadm's do by default.
+                "--kubelet-insecure-tls",
+                "--kubelet-preferred-address-types=InternalIP",
+                "--kubelet-use-node-status-port",
+                "--metric-resolution=15s",
+                "--kubelet-request-timeout=5s",
+            ],
+            lambda: http_ok(f"https://{self.network.gateway}:{port}/livez", insecure),
+            "live (/livez)",
+        )
+        expose_host_service(
+            self.control_plane,
+            "kube-system",
+            "metrics-server",
+            self.network.gateway,
+            [("https", 443, port, "TCP")],
+        )
+        _apply(
+            self.control_plane,
+            {
+                "apiVersion": "apiregistration.k8s.io/v1",
+                "kind": "APIService",
+                "metadata": {"name": "v1beta1.metrics.k8s.io"},
+                "spec": {
+                    "service": {"name": "metrics-server", "namespace": "kube-system", "port": 443},
+                    "group": "metrics.k8s.io",
+                    "version": "v1beta1",
+                    "insecureSkipTLSVerify": True,
+                    "groupPriorityMinimum": 100,
+                    "versionPriority": 100,
+                },
+            },
+        )
+        say(f"node: metrics-server serving metrics.k8s.io ({duration(took)})")
+
     def _wait_ready(self) -> None:
         kubelet = next(p for p in self.processes if p.name == "kubelet")
 
@@ -471,6 +529,8 @@ class RealNode:
         for proc in reversed(self.processes):
             proc.stop()
         self.processes.clear()
+        if self.run_dir is not None:
+            _kill_shims(self.socket)
         if self.run_dir is not None:
             _unmount_below(self.run_dir)
         if self._lock is not None:
@@ -517,6 +577,21 @@ def _may_lower_oom_score() -> bool:
 def _containerd_version() -> str:
     out = _run("containerd", "--version", check=False).stdout.split()
     return out[2] if len(out) > 2 else "?"
+
+
+def _kill_shims(socket: Path) -> None:
+    """containerd's shims are daemons that outlive it; end the ones serving this node."""
+    marker = str(socket).encode()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"containerd-shim" in cmdline and marker in cmdline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(proc.name), signal.SIGKILL)
 
 
 def _unmount_below(directory: Path) -> None:

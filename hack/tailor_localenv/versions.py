@@ -19,6 +19,7 @@ HELM_VERSION = "3.20.2"
 KIND_VERSION = "0.31.0"
 CNI_PLUGINS_VERSION = "1.9.0"
 COREDNS_VERSION = "1.14.0"
+METRICS_SERVER_VERSION = "0.8.0"
 # The pod sandbox program of the real node (hack/go/pause); bump when its source changes.
 PAUSE_VERSION = "1"
 
@@ -143,6 +144,12 @@ GO_COMPONENTS: tuple[GoComponent, ...] = (
         version=COREDNS_VERSION,
         module_dir=GO_DIR / "coredns",
         commands={"tailor.dev/hack/coredns": "coredns"},
+    ),
+    GoComponent(
+        name="metrics-server",
+        version=METRICS_SERVER_VERSION,
+        module_dir=GO_DIR / "metrics-server",
+        commands={"sigs.k8s.io/metrics-server/cmd/metrics-server": "metrics-server"},
     ),
     GoComponent(
         name="pause",

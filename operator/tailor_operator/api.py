@@ -232,6 +232,12 @@ class AutoscalingSpec(ApiModel):
     target_cpu_utilization: int = Field(
         70, ge=1, le=100, description="Average CPU utilization (percent of requests) to hold."
     )
+    scale_down_stabilization: Annotated[str, Field(pattern=DURATION_PATTERN)] = Field(
+        "5m",
+        description="How long load must stay low before replicas are removed, e.g. 5m (the"
+        " HPA's scaleDown stabilizationWindowSeconds; at most 1h). Short: follows traffic"
+        " closely; long: fewer restarts and, for workers, fewer partition hand-overs.",
+    )
 
 
 class WorkloadSpec(ApiModel):

@@ -94,6 +94,17 @@ def test_autoscaling_leaves_replicas_to_the_hpa_and_caps_workers_at_partitions()
     assert hpa is not None
     assert hpa["spec"]["maxReplicas"] == 4
     assert hpa["spec"]["scaleTargetRef"]["name"] == "storefront-stream-worker"
+    assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 300
+
+
+def test_the_scale_down_window_is_a_knob_capped_at_the_hpa_limit() -> None:
+    for given, seconds in (("20s", 20), ("2h", 3600)):
+        autoscaling = {"maxReplicas": 3, "scaleDownStabilization": given}
+        hpa = children(pipeline(scorer={"autoscaling": autoscaling}))[
+            "HorizontalPodAutoscaler/storefront-scorer"
+        ]
+        assert hpa is not None
+        assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == seconds
 
 
 def test_suspend_scales_to_zero_and_drops_hpas() -> None:

@@ -263,7 +263,7 @@ def desired_scorer_service(pipeline: Pipeline) -> dict[str, Any]:
     }
 
 
-def _hpa_behavior() -> dict[str, Any]:
+def _hpa_behavior(autoscaling: api.AutoscalingSpec) -> dict[str, Any]:
     # Scale up fast on a traffic spike, scale down slowly: a flapping worker count would
     # rebalance partitions over and over.
     return {
@@ -276,7 +276,10 @@ def _hpa_behavior() -> dict[str, Any]:
             ],
         },
         "scaleDown": {
-            "stabilizationWindowSeconds": 300,
+            # The HPA API caps the window at one hour.
+            "stabilizationWindowSeconds": min(
+                int(api.parse_duration(autoscaling.scale_down_stabilization)), 3600
+            ),
             "selectPolicy": "Min",
             "policies": [{"type": "Percent", "value": 50, "periodSeconds": 60}],
         },
@@ -312,7 +315,7 @@ def desired_hpa(pipeline: Pipeline, component: naming.Component) -> dict[str, An
                     },
                 }
             ],
-            "behavior": _hpa_behavior(),
+            "behavior": _hpa_behavior(autoscaling),
         },
     }
 

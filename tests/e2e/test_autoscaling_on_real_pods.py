@@ -1,0 +1,75 @@
+"""The scorer's HPA on real CPU (metrics-server reading the real node's kubelet): it scales
+up under decision load and back down after it, and the operator leaves it alone meanwhile."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.e2e.real_pods import get, pipeline, start_in_real_pods, wait_pipeline_ready
+from tests.e2e.test_rollout_on_real_pods import SteadyTraffic
+from tests.helpers import wait_for
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known defect (issue 14 part 5): while the HPA scales the scorer, the operator "
+    "posts 'Repaired' Events ('Reverted a change to Deployment/...-scorer; ... "
+    "HorizontalPodAutoscaler/...'): HPA replica and status changes are taken for drift",
+)
+def test_the_scorer_scales_on_real_cpu_and_back(kube, kafka, real_node, operator):
+    namespace = start_in_real_pods(kube, real_node, operator, "hpa")
+    autoscaling = {
+        "minReplicas": 1,
+        "maxReplicas": 3,
+        "targetCpuUtilization": 50,
+        "scaleDownStabilization": "20s",
+    }
+    scorer = {"autoscaling": autoscaling, "resources": {"requests": {"cpu": "100m"}}}
+    kube.kubectl("apply", "-f", "-", input=pipeline(namespace, kafka, scorer=scorer))
+    wait_pipeline_ready(kube, namespace)
+
+    def hpa() -> dict:
+        return get(kube, namespace, "hpa", "storefront-scorer")
+
+    wait_for(lambda: hpa()["status"].get("currentMetrics"), 90, "metrics-server to report CPU")
+    service = get(kube, namespace, "service", "storefront-scorer")["spec"]
+    url = f"http://{service['clusterIP']}:{service['ports'][0]['port']}/v1/decide"
+    traffic = SteadyTraffic(url, 100)
+    traffic.start()
+    try:
+        wait_for(
+            lambda: hpa()["status"].get("desiredReplicas", 1) >= 2,
+            120,
+            "the HPA to scale the scorer up under load",
+        )
+        wait_for(
+            lambda: (
+                get(kube, namespace, "deployment", "storefront-scorer")["status"].get(
+                    "readyReplicas", 0
+                )
+                >= 2
+            ),
+            120,
+            "a second scorer Ready",
+        )
+    finally:
+        traffic.stop.set()
+        traffic.join()
+    assert traffic.failures == [], traffic.failures[:5]
+    wait_for(
+        lambda: hpa()["status"].get("desiredReplicas") == 1,
+        150,
+        "the HPA to scale the scorer back down once the load stopped",
+    )
+    # The HPA's own changes to replicas and its status are not drift to repair.
+    repaired = json.loads(
+        kube.kubectl(
+            "get", "events", "-n", namespace, "--field-selector=reason=Repaired", "-o", "json"
+        )
+    )["items"]
+    assert repaired == [], [e["message"] for e in repaired]
+    kube.kubectl("delete", "namespace", namespace, "--wait=false")
