@@ -35,7 +35,7 @@ from typing import IO, Any
 from tailor_localenv import cache
 from tailor_localenv.bootstrap import Toolchain, locate
 from tailor_localenv.images import ImageBuilder, Images
-from tailor_localenv.kube import SERVICE_CIDR, ControlPlane
+from tailor_localenv.kube import ControlPlane
 from tailor_localenv.processes import ManagedProcess, StartError, free_port, http_ok
 from tailor_localenv.progress import duration, say
 
@@ -310,7 +310,7 @@ class RealNode:
         resolv = self.run_dir / "resolv.conf"
         # Pods resolve through cluster DNS only: the host's resolvers are off this machine.
         resolv.write_text("")
-        self.healthz_port = free_port()
+        healthz = free_port()
         config = {
             "apiVersion": "kubelet.config.k8s.io/v1beta1",
             "kind": "KubeletConfiguration",
@@ -318,7 +318,7 @@ class RealNode:
             "port": free_port(),
             "readOnlyPort": 0,
             "healthzBindAddress": "127.0.0.1",
-            "healthzPort": self.healthz_port,
+            "healthzPort": healthz,
             "authentication": {
                 "anonymous": {"enabled": False},
                 "webhook": {"enabled": True},
@@ -367,7 +367,7 @@ class RealNode:
                 f"--node-labels={NODE_LABEL}=real",
                 "--v=1",
             ],
-            lambda: http_ok(f"http://127.0.0.1:{self.healthz_port}/healthz"),
+            lambda: http_ok(f"http://127.0.0.1:{healthz}/healthz"),
             "healthy (/healthz)",
         )
         say(f"node: kubelet healthy ({duration(took)})")
@@ -671,4 +671,4 @@ def pin_namespace(control_plane: ControlPlane, namespace: str) -> None:
     _apply(control_plane, {"apiVersion": "v1", "kind": "Namespace", "metadata": metadata})
 
 
-__all__ = ["SERVICE_CIDR", "PodNetwork", "RealNode", "RealNodeUnavailable", "host_support"]
+__all__ = ["PodNetwork", "RealNode", "RealNodeUnavailable", "host_support"]

@@ -5,10 +5,8 @@ image, apply a pipeline, produce clicks, ask the scorer's Service for decisions,
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,23 +16,10 @@ from tailor_pipeline.generator import GeneratorSettings, stream
 from tailor_pipeline.train import TrainingSettings, train, write_model
 from tests.e2e.real_pods import get, pipeline, serve_model
 from tests.helpers import wait_for
+from tests.integration.test_chart import CHART, helm
 from tests.pipeline_env import produce_all
 
-REPO = Path(__file__).resolve().parents[2]
-CHART = REPO / "charts" / "tailor"
 pytestmark = pytest.mark.slow
-
-
-def helm(kube, toolchain, *args: str) -> str:
-    result = subprocess.run(
-        [str(toolchain.binary("helm")), f"--kubeconfig={kube.kubeconfig}", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, f"helm {' '.join(args)} failed:\n{result.stderr}"
-    return result.stdout
 
 
 def decide(url: str, user: str) -> dict[str, Any]:
