@@ -8,6 +8,8 @@ MANAGED_BY = "tailor"
 PIPELINE_LABEL = "tailor.dev/pipeline"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 FIELD_MANAGER = "tailor-operator"
+# Holds a Deployment's replicas while its new HPA takes them over from FIELD_MANAGER.
+REPLICAS_HANDOVER_MANAGER = "tailor-replicas-handover"
 FINALIZER = "tailor.dev/topics"
 CONFIG_HASH_ANNOTATION = "tailor.dev/config-hash"
 MANAGED_ANNOTATION = "tailor.dev/managed"

@@ -28,6 +28,7 @@ from tailor_operator.adapters.kafka_admin import (
 from tailor_operator.adapters.kube import KubeAdapter
 from tailor_operator.conditions import Reason
 from tailor_operator.kube_events import Event
+from tailor_operator.ownership import change_marker
 from tailor_operator.render import Child, Images, desired_children, desired_topics
 from tailor_operator.resource import Pipeline
 from tailor_pipeline.settings import KafkaSettings
@@ -47,9 +48,9 @@ class Outcome:
     kafka_unavailable: bool = False
     invalid: str | None = None
     topic_operations: dict[str, int] = field(default_factory=dict)
-    # Child key -> its change marker after the apply (runtime.marker): a watch event with
+    # Child key -> its change marker after the apply (ownership.change_marker): a watch event with
     # another marker means someone else changed the child.
-    applied_generations: dict[str, str] = field(default_factory=dict)
+    applied_markers: dict[str, str] = field(default_factory=dict)
     # Children this run created (the API server answered 201).
     created: list[str] = field(default_factory=list)
     # Topics this run created although the last status listed them: deleted behind our back.
@@ -199,6 +200,8 @@ def slim_pod(pod: Mapping[str, Any]) -> dict[str, Any]:
     first = containers[0]
     waiting = (first.get("state") or {}).get("waiting") or {}
     last = (first.get("lastState") or {}).get("terminated") or {}
+    # With FallbackToLogsOnError the message may be the log's tail: its last line says why.
+    message = (last.get("message") or "").strip().splitlines()[-1:] or [last.get("reason", "")]
     return {
         "name": pod["metadata"]["name"],
         "ready": ready.get("status") == "True",
@@ -206,11 +209,7 @@ def slim_pod(pod: Mapping[str, Any]) -> dict[str, Any]:
         "phase": status.get("phase"),
         "waiting": waiting.get("reason"),
         "restarts": int(first.get("restartCount", 0)),
-        "last_exit": (
-            f"exit {last.get('exitCode')}: {last.get('message') or last.get('reason', '')}"
-            if last
-            else ""
-        ),
+        "last_exit": (f"exit {last.get('exitCode')}: {message[0][:300]}" if last else ""),
     }
 
 
@@ -261,7 +260,10 @@ def deployment_availability(
     if desired == 0:
         return _Availability("True", Reason.SUSPENDED, "scaled to zero", False, 0, 0)
     current = status.get("observedGeneration", 0) >= deployment["metadata"].get("generation", 0)
-    if current and updated >= desired and available >= desired and ready >= desired:
+    # Old pods still running: the rollout is not done, whatever the new ones count (an old
+    # ready pod and a new crash-looping one make updated, available and ready all 1 of 1).
+    only_new = int(status.get("replicas", 0)) <= updated
+    if current and only_new and updated >= desired and available >= desired and ready >= desired:
         return _Availability(
             "True",
             Reason.DEPLOYMENT_AVAILABLE,
@@ -288,14 +290,6 @@ def deployment_availability(
         desired,
         ready,
     )
-
-
-def change_marker(child: Mapping[str, Any]) -> str:
-    """What changes when someone changes what we own: the generation where the kind keeps
-    one (status updates do not bump it), else the resourceVersion (ConfigMap, Service)."""
-    meta = child["metadata"]
-    generation = meta.get("generation")
-    return f"g{generation}" if generation else f"r{meta.get('resourceVersion')}"
 
 
 def _apply_children(
@@ -522,7 +516,7 @@ def reconcile(
         kafka_unavailable=topics.unavailable,
         retry=topics.status == "False",
         topic_operations=topics.operations,
-        applied_generations={key: change_marker(obj) for key, obj in stored.items()},
+        applied_markers={key: change_marker(obj) for key, obj in stored.items()},
         created=created,
     )
 

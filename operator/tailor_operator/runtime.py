@@ -11,11 +11,11 @@ from typing import Any
 
 from tailor_operator import conditions, metrics, naming
 from tailor_operator.conditions import Reason
+from tailor_operator.ownership import change_marker
 from tailor_operator.reconcile import (
     CANARY_PODS,
     Dependencies,
     Outcome,
-    change_marker,
     observe,
     reconcile,
     slim_pod,
@@ -39,7 +39,7 @@ def _repairs(before: dict[str, str] | None, outcome: Outcome, same_spec: bool) -
     if before is None or not same_spec:
         return {}
     repairs = {}
-    for child, marker in outcome.applied_generations.items():
+    for child, marker in outcome.applied_markers.items():
         if child not in before:
             continue
         if child in outcome.created:
@@ -260,8 +260,8 @@ class Runtime:
 
     async def _run(self, body: dict[str, Any]) -> Outcome:
         started = time.monotonic()
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
         try:
-            key = (body["metadata"]["namespace"], body["metadata"]["name"])
             outcome = await asyncio.to_thread(reconcile, body, self.deps, self._pods_of(key))
         except Exception:
             metrics.RECONCILES.labels("error").inc()
@@ -269,7 +269,6 @@ class Runtime:
         finally:
             metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
         meta = body["metadata"]
-        key = (meta["namespace"], meta["name"])
         generation = meta.get("generation")
         repairs = _repairs(
             self._applied.get(key),
@@ -277,10 +276,10 @@ class Runtime:
             # A promotion or rollback changes children on purpose: nothing to report.
             same_spec=self._applied_for.get(key) == generation and not outcome.rollout_changed,
         )
-        self._applied[key] = outcome.applied_generations
+        self._applied[key] = outcome.applied_markers
         self._applied_for[key] = generation
         # What we just applied is what the watch will show: not drift.
-        self._seen[key] = dict(outcome.applied_generations)
+        self._seen[key] = dict(outcome.applied_markers)
         if outcome.status is not None:
             await asyncio.to_thread(
                 self.deps.kube.patch_status, meta["namespace"], meta["name"], outcome.status

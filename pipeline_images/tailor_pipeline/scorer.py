@@ -272,8 +272,7 @@ class Scorer:
         try:
             self.model = model_file.load(fetch_model(ref, cache_dir), ref.sha256)
         except (ModelError, OSError) as exc:
-            self.model_error = str(exc)
-            _log.error("Refusing the model %s %s: %s", ref.name, ref.version, exc)
+            self.model_error = f"{ref.name} {ref.version}: {exc}"
             return
         if self.model.version != ref.version:
             _log.warning(

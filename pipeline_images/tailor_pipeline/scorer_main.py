@@ -1,4 +1,4 @@
-"""``tailor-scorer``: serve decisions until SIGTERM."""
+"""``tailor-scorer``: serve decisions until SIGTERM. Exits 3 when the model is refused."""
 
 from __future__ import annotations
 
@@ -35,6 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     decisions = DecisionLog(settings.topics.decisions, kafka).start()
     scorer = Scorer(settings, table, decisions)
     scorer.load_model(args.model_cache)
+    if scorer.model_error:
+        # A model that cannot be served will not become servable by waiting: exit, so the
+        # pod's status says why and the kubelet retries with backoff (a download that
+        # failed for a while succeeds on a later start).
+        table.stop()
+        decisions.stop()
+        return program.give_up(_log, 3, f"model refused: {scorer.model_error}")
     app = make_app(scorer)
 
     async def stop(_: web.Application) -> None:

@@ -66,13 +66,16 @@ def serve_model(kube, namespace: str, image: str, model: Path) -> str:
     return f"http://model-server.{namespace}.svc:8000/{name}"
 
 
-def start_in_real_pods(kube, real_node, operator, prefix: str, **env: str) -> str:
+def start_in_real_pods(
+    kube, real_node, operator, prefix: str, resync_seconds: float = 5.0, **env: str
+) -> str:
     """A fresh namespace whose pods run on the real node, watched by an operator process
     that deploys the locally built images; its name."""
     namespace = f"{prefix}-{uuid.uuid4().hex[:6]}"
     real_node.pin_namespace(namespace)
     operator.start(
         namespace,
+        resync_seconds=resync_seconds,
         env={
             "TAILOR_STREAM_WORKER_IMAGE": real_node.images.stream_worker,
             "TAILOR_SCORER_IMAGE": real_node.images.scorer,

@@ -39,6 +39,21 @@ class SteadyTraffic(threading.Thread):
         self.served: Counter[str] = Counter()
         self.failures: list[str] = []
 
+    def start(self) -> None:
+        """Once the Service answers: a pod turns Ready (and the pipeline with it) a moment
+        before kube-proxy routes its Service to it, which no status shows."""
+        wait_for(self._answers, 30, f"{self.url} to answer")
+        super().start()
+
+    def _answers(self) -> bool:
+        body = json.dumps({"user_id": "u0", "k": 1}).encode()
+        request = urllib.request.Request(self.url, body, {"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
     def run(self) -> None:
         next_at, n = time.monotonic(), 0
         while not self.stop.is_set():

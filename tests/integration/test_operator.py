@@ -471,6 +471,15 @@ def test_deleted_and_edited_children_are_repaired_from_the_watch(kube, kafka, op
     kube.kubectl(
         "delete", "service/frontpage-scorer", "configmap/frontpage-config", "-n", namespace
     )
+    # A label edit changes no generation, but it changes a field Tailor applied.
+    kube.kubectl(
+        "label",
+        "deployment/frontpage-stream-worker",
+        "app.kubernetes.io/component=evil",
+        "--overwrite",
+        "-n",
+        namespace,
+    )
     kube.kubectl(
         "patch",
         "hpa/frontpage-scorer",
@@ -509,6 +518,10 @@ def test_deleted_and_edited_children_are_repaired_from_the_watch(kube, kafka, op
                 "containers"
             ][0]["image"]
             == image
+            and get(kube, namespace, "deployment/frontpage-stream-worker")["metadata"]["labels"][
+                "app.kubernetes.io/component"
+            ]
+            == "stream-worker"
         )
 
     # 30 s is far below the 600 s resync: only the watches can have done it (0.6 s here).
@@ -516,6 +529,7 @@ def test_deleted_and_edited_children_are_repaired_from_the_watch(kube, kafka, op
     events = get(kube, namespace, "events")["items"]
     repairs = " ".join(e["message"] for e in events if e["reason"] == "Repaired")
     for child in (
+        "Deployment/frontpage-stream-worker",
         "Service/frontpage-scorer",
         "ConfigMap/frontpage-config",
         "HorizontalPodAutoscaler/frontpage-scorer",
@@ -524,6 +538,51 @@ def test_deleted_and_edited_children_are_repaired_from_the_watch(kube, kafka, op
         assert child in repairs, repairs
     _, body = http_get(f"http://127.0.0.1:{metrics_port}/metrics")
     assert 'tailor_repairs_total{kind="Service"}' in body.decode()
+
+
+def test_autoscaling_takes_replicas_over_without_a_drop_or_a_fight(
+    kube, kafka, operator, namespace
+):
+    """Turning autoscaling on for a running scorer keeps the replicas it had (server-side
+    apply would reset a field the operator stops applying to its default of 1), and the
+    HPA's later changes to replicas are neither reverted nor reported as repairs."""
+    proc = operator.start(namespace, resync_seconds=600)
+    apply(kube, namespace, minimal(kafka, scorer={"replicas": 3}))
+    wait_ready(kube, namespace, "storefront")
+
+    def replicas() -> int:
+        return int(get(kube, namespace, "deployment/storefront-scorer")["spec"]["replicas"])
+
+    assert replicas() == 3
+    autoscaled = minimal(kafka, scorer={"replicas": 3, "autoscaling": {"maxReplicas": 5}})
+    apply(kube, namespace, autoscaled)
+    wait_for(
+        lambda: "storefront-scorer" in kube.kubectl("get", "hpa", "-n", namespace),
+        30,
+        "the scorer's HPA",
+    )
+    wait_ready(kube, namespace, "storefront")
+    # minReplicas is 1 and the HPA has no CPU metrics here, so nothing but a reset by the
+    # apply could take the scorer below 3.
+    assert replicas() == 3
+    managers = {
+        entry["manager"]
+        for entry in get(kube, namespace, "deployment/storefront-scorer", "--show-managed-fields")[
+            "metadata"
+        ]["managedFields"]
+        if "f:replicas" in entry.get("fieldsV1", {}).get("f:spec", {})
+    }
+    assert "tailor-operator" not in managers, managers
+
+    # What the HPA does when it scales: a change through the scale subresource.
+    kube.kubectl("scale", "deployment/storefront-scorer", "--replicas=4", "-n", namespace)
+    handled = "Handler 'reconcile_pipeline' succeeded"
+    runs = proc.log_path.read_text().count(handled)
+    kube.kubectl("annotate", "ppl/storefront", "-n", namespace, "example.com/touched=1")
+    wait_for(lambda: proc.log_path.read_text().count(handled) > runs, 30, "a full reconcile")
+    time.sleep(1)  # its Events, if any, are posted right after
+    assert replicas() == 4
+    assert "Repaired" not in kube.kubectl("get", "events", "-n", namespace)
 
 
 def test_a_directory_applied_twice_converges_once(kube, kafka, operator, namespace, tmp_path):

@@ -122,6 +122,32 @@ def test_a_crash_looping_pod_is_failing_with_its_reason_and_last_exit() -> None:
     assert "scorer-1: CrashLoopBackOff (4 restarts), last exit 1: model refused" in a.message
 
 
+def test_a_log_tail_as_termination_message_is_cut_to_its_last_line() -> None:
+    # FallbackToLogsOnError: a crash's message is the end of its log, a traceback.
+    tail = "Traceback (most recent call last):\n  File x\nValueError: bad weight\n"
+    crashing = pod(
+        "scorer-1",
+        waiting="CrashLoopBackOff",
+        lastState={"terminated": {"exitCode": 1, "message": tail}},
+    )
+    a = deployment_availability(deployment(ready=0), [crashing], "2026-01-01T10:00:00Z")
+    assert a.message.endswith("last exit 1: ValueError: bad weight"), a.message
+
+
+def test_a_new_pod_crash_looping_beside_a_ready_old_one_is_failing() -> None:
+    # One replica: the old pod is ready and available, the new one (updated) crash-loops.
+    rolling = deployment(replicas=1, ready=1)
+    rolling["status"]["replicas"] = 2
+    crashing = pod(
+        "scorer-new",
+        waiting="CrashLoopBackOff",
+        lastState={"terminated": {"exitCode": 3, "message": "model refused: knn v2: sha256"}},
+    )
+    a = deployment_availability(rolling, [crashing, pod("scorer-old", True)], "2026-01-01T10:00Z")
+    assert (a.status, a.reason) == ("False", "PodsFailing")
+    assert "last exit 3: model refused: knn v2: sha256" in a.message
+
+
 def test_an_unready_pod_fails_only_after_the_grace_period() -> None:
     from tailor_operator import reconcile
 

@@ -97,6 +97,23 @@ def test_autoscaling_leaves_replicas_to_the_hpa_and_caps_workers_at_partitions()
     assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 300
 
 
+def test_an_autoscaled_deployment_names_the_floor_its_hpa_takes_it_over_at() -> None:
+    p = pipeline(
+        topics={"events": {"partitions": 2}},
+        streamWorker={"autoscaling": {"minReplicas": 3, "maxReplicas": 6}},
+        scorer={"replicas": 4, "autoscaling": {"minReplicas": 2, "maxReplicas": 5}},
+    )
+    floors = {c.key: c.replicas_floor for c in desired_children(p, IMAGES)}
+    # The worker's minimum is capped by its partitions, like its HPA's.
+    assert floors["Deployment/storefront-stream-worker"] == 2
+    assert floors["Deployment/storefront-scorer"] == 2
+    assert floors["Service/storefront-scorer"] is None
+    plain = {c.key: c.replicas_floor for c in desired_children(pipeline(), IMAGES)}
+    assert plain["Deployment/storefront-scorer"] is None
+    suspended = pipeline(suspend=True, scorer={"autoscaling": {"maxReplicas": 5}})
+    assert {c.replicas_floor for c in desired_children(suspended, IMAGES)} == {None}
+
+
 def test_the_scale_down_window_is_a_knob_capped_at_the_hpa_limit() -> None:
     for given, seconds in (("20s", 20), ("2h", 3600)):
         autoscaling = {"maxReplicas": 3, "scaleDownStabilization": given}

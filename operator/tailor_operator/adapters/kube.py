@@ -15,6 +15,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from tailor_operator import api, naming
+from tailor_operator.ownership import owns_replicas
 from tailor_operator.render import Child
 from tailor_operator.resource import Pipeline
 
@@ -49,6 +50,8 @@ class KubeAdapter:
 
     def __init__(self, api_client: client.ApiClient) -> None:
         self._api = api_client
+        # (namespace, child key) of Deployments whose spec.replicas Tailor no longer owns.
+        self._handed_over: set[tuple[str, str]] = set()
 
     def _call(
         self,
@@ -99,6 +102,9 @@ class KubeAdapter:
         """Server-side apply under Tailor's field manager, owned by the pipeline.
         ``known_version``: the resourceVersion the last apply left, to tell a change."""
         assert child.manifest is not None
+        key = (pipeline.namespace, child.key)
+        if child.replicas_floor is not None and key not in self._handed_over:
+            self._hand_over_replicas(pipeline.namespace, child, child.replicas_floor)
         manifest = copy.deepcopy(child.manifest)
         meta = manifest.setdefault("metadata", {})
         meta["namespace"] = pipeline.namespace
@@ -113,11 +119,43 @@ class KubeAdapter:
         assert after is not None
         # Server-side apply answers 201 when it created the object.
         created = code == 201
+        if child.replicas_floor is None:
+            self._handed_over.discard(key)
+        elif not owns_replicas(after):
+            self._handed_over.add(key)
         return Applied(
             object=after,
             created=created,
             changed=created or known_version != after["metadata"]["resourceVersion"],
         )
+
+    def _hand_over_replicas(self, namespace: str, child: Child, floor: int) -> None:
+        """Before an apply that leaves out spec.replicas (an HPA scales the Deployment now):
+        if Tailor still owns the field, server-side apply would reset it to the default of 1,
+        so another field manager takes it first, at what is running (at least ``floor``).
+        The HPA takes it from there; the Kubernetes docs describe this handover."""
+        path = self._path(child, namespace)
+        current = self._call("GET", path)
+        if current is None or not owns_replicas(current):
+            return
+        replicas = max(int(current["spec"].get("replicas", 1)), floor)
+        try:
+            self._call(
+                "PATCH",
+                path,
+                body={
+                    "apiVersion": child.api_version,
+                    "kind": child.kind,
+                    "metadata": {"name": child.name, "namespace": namespace},
+                    "spec": {"replicas": replicas},
+                },
+                query=[("fieldManager", naming.REPLICAS_HANDOVER_MANAGER)],
+                content_type="application/apply-patch+yaml",
+            )
+        except ApiException as exc:
+            # 409: someone (the HPA) changed replicas since the read and owns the field now.
+            if exc.status != 409:
+                raise
 
     def delete_if_owned(self, pipeline: Pipeline, child: Child) -> bool:
         """Delete a child that must not exist, but only if this pipeline owns it."""

@@ -15,6 +15,7 @@ from tailor_operator.render.workloads import (
     desired_scorer_canary,
     desired_scorer_service,
     desired_stream_worker,
+    replicas_floor,
 )
 from tailor_operator.resource import Pipeline
 from tailor_operator.rollout import Served
@@ -28,14 +29,23 @@ class Child:
     kind: str
     name: str
     manifest: dict[str, Any] | None
+    # A Deployment the HPA scales: the least replicas it keeps while the operator hands
+    # ``spec.replicas`` over (see KubeAdapter.apply).
+    replicas_floor: int | None = None
 
     @property
     def key(self) -> str:
         return f"{self.kind}/{self.name}"
 
 
-def _child(api_version: str, kind: str, name: str, manifest: dict[str, Any] | None) -> Child:
-    return Child(api_version, kind, name, manifest)
+def _child(
+    api_version: str,
+    kind: str,
+    name: str,
+    manifest: dict[str, Any] | None,
+    replicas_floor: int | None = None,
+) -> Child:
+    return Child(api_version, kind, name, manifest, replicas_floor)
 
 
 def desired_children(
@@ -60,12 +70,14 @@ def desired_children(
             "Deployment",
             naming.stream_worker(pipeline.name),
             desired_stream_worker(pipeline, images),
+            replicas_floor(pipeline, "stream-worker"),
         ),
         _child(
             "apps/v1",
             "Deployment",
             naming.scorer(pipeline.name),
             desired_scorer(pipeline, images, served),
+            replicas_floor(pipeline, "scorer"),
         ),
         _child("v1", "Service", naming.scorer(pipeline.name), desired_scorer_service(pipeline)),
     ]

@@ -144,6 +144,9 @@ def _deployment(
                         "volumeMounts": mounts,
                         "livenessProbe": _probe("/healthz", "http", 10, 3),
                         "readinessProbe": _probe("/readyz", "http", 5, 2),
+                        # A program that gives up writes why to the termination message;
+                        # one that crashes leaves its last log lines there instead.
+                        "terminationMessagePolicy": "FallbackToLogsOnError",
                         **(container_extra or {}),
                         "securityContext": {
                             "allowPrivilegeEscalation": False,
@@ -286,22 +289,39 @@ def _hpa_behavior(autoscaling: api.AutoscalingSpec) -> dict[str, Any]:
     }
 
 
-def desired_hpa(pipeline: Pipeline, component: naming.Component) -> dict[str, Any] | None:
-    """None when autoscaling is off or the pipeline is suspended: the HPA must not exist."""
+def _replica_bounds(pipeline: Pipeline, component: naming.Component) -> tuple[int, int] | None:
+    """The HPA's (min, max); None when autoscaling is off or the pipeline is suspended."""
     autoscaling = _workload(pipeline, component).autoscaling
     if autoscaling is None or not _autoscaled(pipeline, component):
         return None
-    target = naming.workload(pipeline.name, component)
     max_replicas = autoscaling.max_replicas
     if component == "stream-worker":
         max_replicas = min(max_replicas, pipeline.spec.topics.events.partitions or max_replicas)
+    return min(autoscaling.min_replicas, max_replicas), max_replicas
+
+
+def replicas_floor(pipeline: Pipeline, component: naming.Component) -> int | None:
+    """With an HPA: the least replicas the Deployment keeps when the HPA takes it over."""
+    bounds = _replica_bounds(pipeline, component)
+    return None if bounds is None else bounds[0]
+
+
+def desired_hpa(pipeline: Pipeline, component: naming.Component) -> dict[str, Any] | None:
+    """None when autoscaling is off or the pipeline is suspended: the HPA must not exist."""
+    bounds = _replica_bounds(pipeline, component)
+    if bounds is None:
+        return None
+    target = naming.workload(pipeline.name, component)
+    min_replicas, max_replicas = bounds
+    autoscaling = _workload(pipeline, component).autoscaling
+    assert autoscaling is not None
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
         "metadata": {"name": target, "labels": naming.labels(pipeline.name, component)},
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
-            "minReplicas": min(autoscaling.min_replicas, max_replicas),
+            "minReplicas": min_replicas,
             "maxReplicas": max_replicas,
             "metrics": [
                 {
