@@ -16,6 +16,7 @@ from tailor_localenv import bootstrap as bootstrap_mod
 from tailor_localenv import cache
 from tailor_localenv.processes import StartError
 from tailor_localenv.progress import say
+from tailor_localenv.real_node import RealNodeUnavailable
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -93,18 +94,20 @@ def _apply_crds(kubectl: list[str], crd_dir: Path) -> list[str]:
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
-    from tailor_localenv.environment import side_by_side
-    from tailor_localenv.kafka import KafkaBroker
-    from tailor_localenv.kube import ControlPlane
+    from tailor_localenv import real_node as real_node_mod
+    from tailor_localenv.environment import LocalEnvironment
 
-    toolchain = bootstrap_mod.locate()
     run_dir = cache.cache_root() / "run"
     # A previous `up` that was SIGKILLed leaves its data behind; its processes died with it.
     if run_dir.exists():
         shutil.rmtree(run_dir)
-    control_plane = ControlPlane(nodes=args.nodes, toolchain=toolchain, run_dir=run_dir / "kube")
-    broker = KafkaBroker(toolchain=toolchain, run_dir=run_dir / "kafka")
-
+    env = LocalEnvironment(
+        needs_kube=True,
+        needs_kafka=True,
+        needs_real_node=args.real_node,
+        run_dir=run_dir,
+        nodes=args.nodes,
+    )
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -112,7 +115,10 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    with side_by_side(control_plane, broker):
+    try:
+        control_plane = env.kube()
+        broker = env.kafka()
+        node = env.real_node() if args.real_node else None
         kubectl = control_plane.kubectl_command()
         crds = _apply_crds(kubectl, args.crds)
         if crds:
@@ -124,11 +130,19 @@ def _cmd_up(args: argparse.Namespace) -> int:
             f"export TAILOR_KAFKA_BOOTSTRAP={broker.bootstrap_servers}\n"
             f"export PATH={shlex.quote(str(bin_dir))}:$PATH\n"
         )
+        real = (
+            f"  real node    {real_node_mod.NODE_NAME}: pods of a namespace run there once it"
+            f" is pinned\n               (kubectl annotate ns NS {_pin_annotations()})\n"
+            f"  images       {', '.join(node.images.all())}\n"
+            if node is not None
+            else ""
+        )
         print(
             "\nThe local environment is up (Ctrl-C stops it and removes its data).\n\n"
             f"  API server   {control_plane.server}\n"
             f"  kubeconfig   {control_plane.kubeconfig}\n"
             f"  Kafka        {broker.bootstrap_servers}\n"
+            f"{real}"
             f"  logs         {run_dir}/*/logs/\n\n"
             "In another terminal:\n"
             f"  source {env_file}\n"
@@ -137,14 +151,25 @@ def _cmd_up(args: argparse.Namespace) -> int:
             flush=True,
         )
         while not stop.wait(1.0):
-            dead = [
-                p.name for p in [*control_plane.processes, broker.process] if p and not p.alive()
-            ]
+            processes = [*control_plane.processes, broker.process]
+            if node is not None:
+                processes += node.processes
+            dead = [p.name for p in processes if p and not p.alive()]
             if dead:
                 say(f"{', '.join(dead)} exited unexpectedly; stopping (logs in {run_dir})")
                 return 1
         say("stopping")
         return 0
+    finally:
+        env.stop()
+
+
+def _pin_annotations() -> str:
+    from tailor_localenv import real_node as real_node_mod
+
+    return " ".join(
+        f"{k}={shlex.quote(v)}" for k, v in real_node_mod.namespace_annotations().items()
+    )
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -157,6 +182,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             rate=args.rate,
             update_after=args.update_after,
             work_dir=args.work_dir,
+            local_processes=args.local_processes,
         )
     )
 
@@ -183,6 +209,11 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("up", help="run the control plane and Kafka until Ctrl-C")
     up.add_argument("--nodes", type=int, default=2, help="number of KWOK fake nodes (default 2)")
     up.add_argument(
+        "--real-node",
+        action="store_true",
+        help="also start the real kubelet node that runs Tailor's images (root; see README)",
+    )
+    up.add_argument(
         "--crds",
         type=Path,
         default=REPO_ROOT / "crds",
@@ -207,6 +238,12 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="logs, models and cluster data (default: $TAILOR_CACHE/demo, wiped at start)",
     )
+    demo.add_argument(
+        "--local-processes",
+        action="store_true",
+        help="run workers and scorers as local processes even where the real node could run"
+        " them as pods (the fallback on hosts without root or runc)",
+    )
     demo.set_defaults(func=_cmd_demo)
     args = parser.parse_args(argv)
     try:
@@ -214,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     except bootstrap_mod.BootstrapError as exc:
         print(f"tailor-localenv: {exc}", file=sys.stderr)
         return 2
-    except StartError as exc:
+    except (StartError, RealNodeUnavailable) as exc:
         print(f"tailor-localenv: {exc}", file=sys.stderr)
         return 1
     except subprocess.CalledProcessError as exc:

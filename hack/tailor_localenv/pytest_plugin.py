@@ -12,22 +12,19 @@ error that says how to build it, never a skip."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 from collections.abc import Generator, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from tailor_localenv import real_node as real_node_mod
-from tailor_localenv.bootstrap import Toolchain, locate
-from tailor_localenv.images import REPO_ROOT, ImageBuilder
-from tailor_localenv.kafka import KafkaBroker
+from tailor_localenv.bootstrap import Toolchain
+from tailor_localenv.environment import LocalEnvironment
 from tailor_localenv.kube import ControlPlane
-from tailor_localenv.real_node import PodNetwork, RealNode
+from tailor_localenv.real_node import RealNode
 
 _ENV = pytest.StashKey["LocalEnvironment"]()
 _FIXTURE_MARKERS = {"kube": "kube", "kafka": "kafka", "real_node": "real_node"}
@@ -57,98 +54,6 @@ class KubeEnv:
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed:\n{result.stderr}")
         return result.stdout
-
-
-@dataclass
-class LocalEnvironment:
-    needs_kube: bool = False
-    needs_kafka: bool = False
-    needs_real_node: bool = False
-    toolchain: Toolchain | None = None
-    control_plane: ControlPlane | None = None
-    broker: KafkaBroker | None = None
-    network: PodNetwork | None = None
-    node: RealNode | None = None
-    _address: str | None = None
-    _kafka_future: Future[KafkaBroker] | None = None
-    _pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(max_workers=1))
-
-    def _toolchain(self) -> Toolchain:
-        if self.toolchain is None:
-            self.toolchain = locate()
-        return self.toolchain
-
-    def address(self) -> str:
-        """Where the control plane and Kafka listen: the pod bridge when a real node is
-        wanted and possible, else loopback."""
-        if self._address is None:
-            self._address = "127.0.0.1"
-            if self.needs_real_node and real_node_mod.host_support() is None:
-                self.network = PodNetwork.create()
-                self._address = self.network.gateway
-        return self._address
-
-    def start_kafka_in_background(self) -> None:
-        if self._kafka_future is None:
-            self.broker = KafkaBroker(toolchain=self._toolchain(), address=self.address())
-            self._kafka_future = self._pool.submit(self.broker.start)
-
-    def kafka(self) -> KafkaBroker:
-        self.start_kafka_in_background()
-        assert self._kafka_future is not None
-        return self._kafka_future.result()
-
-    def kube(self) -> ControlPlane:
-        if self.control_plane is None:
-            if self.needs_kafka:
-                self.start_kafka_in_background()
-            self.control_plane = ControlPlane(
-                toolchain=self._toolchain(), address=self.address()
-            ).start()
-        return self.control_plane
-
-    def real_node(self) -> RealNode:
-        if self.node is None:
-            real_node_mod.require_host_support()
-            control_plane = self.kube()
-            assert self.network is not None
-            builder = ImageBuilder(REPO_ROOT, self._toolchain())
-            self.node = RealNode(
-                control_plane, self.network, builder.build(), builder, self._toolchain()
-            ).start()
-            if self.needs_kafka:
-                # Pods find the broker as the examples say: kafka.kafka.svc:9092.
-                real_node_mod.expose_host_service(
-                    control_plane,
-                    "kafka",
-                    "kafka",
-                    self.network.gateway,
-                    [("kafka", 9092, self.kafka().port, "TCP")],
-                )
-        return self.node
-
-    def logs(self) -> Iterator[tuple[str, str]]:
-        if self.control_plane is not None and self.control_plane.processes:
-            yield "control plane logs", self.control_plane.dump_logs()
-        if self.node is not None and self.node.processes:
-            yield "real node logs", self.node.dump_logs()
-        if self.broker is not None and self.broker.process is not None:
-            yield "kafka log", self.broker.dump_logs()
-
-    def stop(self) -> None:
-        if self.node is not None:
-            self.node.stop()
-        if self.control_plane is not None:
-            self.control_plane.stop()
-        if self._kafka_future is not None:
-            # A broker still starting must finish before it can be stopped.
-            with contextlib.suppress(Exception):
-                self._kafka_future.result()
-        if self.broker is not None:
-            self.broker.stop()
-        if self.network is not None:
-            self.network.delete()
-        self._pool.shutdown()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -214,3 +119,12 @@ def real_node(pytestconfig: pytest.Config, kube: KubeEnv) -> RealNode:
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
     return pytestconfig.stash[_ENV].real_node()
+
+
+@pytest.fixture(scope="session")
+def local_environment(
+    pytestconfig: pytest.Config, kube: KubeEnv, kafka: str, real_node: RealNode
+) -> LocalEnvironment:
+    """The session's whole environment (control plane, broker, real node) as one object, for
+    code that takes one, like the demo."""
+    return pytestconfig.stash[_ENV]

@@ -25,7 +25,7 @@ def test_missing_tools_are_named_with_the_package_to_install(
 def test_the_demos_live_click_stream_does_not_run_dry():
     from itertools import islice
 
-    from tailor_localenv.demo import live_clicks
+    from tailor_localenv.demo_traffic import live_clicks
 
     # Ten minutes at the default 200 events/s.
     assert sum(1 for _ in islice(live_clicks(), 120_000)) == 120_000

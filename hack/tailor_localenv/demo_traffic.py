@@ -1,0 +1,211 @@
+"""The demo's load: a live click stream, decision requests, and a few tracked shoppers whose
+clicks must show in their next decision; with what the screen and the summary report."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import itertools
+import json
+import random
+import threading
+import time
+import urllib.parse
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from confluent_kafka import Producer
+
+from tailor_localenv.processes import http_get
+from tailor_pipeline import events
+from tailor_pipeline.events import ClickEvent
+from tailor_pipeline.generator import GeneratorSettings, stream
+
+
+def demo_clicks(seed: int, days: int, start_ms: int) -> Iterator[ClickEvent]:
+    """The demo store: 400 shoppers, 600 items in 12 categories."""
+    return stream(
+        GeneratorSettings(
+            seed=seed, days=days, start_ms=start_ms, users=400, items=600, categories=12
+        )
+    )
+
+
+def live_clicks() -> Iterator[ClickEvent]:
+    """The live stream, without end: one generated day after another (a single day, about
+    5,400 events, ran dry after 27 s at 200/s and the demo's traffic stopped)."""
+    return itertools.chain.from_iterable(
+        demo_clicks(seed=seed, days=1, start_ms=0) for seed in itertools.count(2)
+    )
+
+
+@dataclass
+class Stats:
+    produced: int = 0
+    decisions: int = 0
+    errors: int = 0
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=5000))
+    freshness: list[float] = field(default_factory=list)
+    clicks_checked: int = 0
+    clicks_reflected: int = 0
+    versions_served: dict[str, int] = field(default_factory=dict)
+    tracked: dict[str, dict[str, Any]] = field(default_factory=dict)
+    log: deque[str] = field(default_factory=lambda: deque(maxlen=12))
+
+
+def ms(values: list[float], q: float) -> float | None:
+    """The ``q`` quantile of ``values`` (seconds) in milliseconds; None when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+
+
+class Traffic:
+    """Clicks into the events topic at ``rate``/s and decisions from ``endpoints()`` (base
+    URLs of the scorers: the Service, or each local process as a Service would pick one)."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        endpoints: Callable[[], list[str]],
+        rate: int,
+        history: list[ClickEvent],
+    ) -> None:
+        self.topic = topic
+        self.endpoints = endpoints
+        self.rate = rate
+        self.stats = Stats()
+        self.stop = threading.Event()
+        self._producer = Producer(
+            {"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5}
+        )
+        counts: dict[str, int] = {}
+        for e in history:
+            counts[e.user_id] = counts.get(e.user_id, 0) + 1
+        self.tracked = sorted(counts, key=lambda u: -counts[u])[:3]
+        self.items = sorted({e.item_id for e in history})
+        self.categories = {e.item_id: e.category for e in history}
+        self.users = sorted(counts)
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for target in (self._run_clicks, self._run_decisions, self._run_tracked):
+            thread = threading.Thread(target=target, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def finish(self) -> None:
+        self.stop.set()
+        for thread in self._threads:
+            thread.join(timeout=15)
+
+    def produce(self, event: ClickEvent) -> None:
+        self._producer.produce(self.topic, key=event.user_id, value=events.encode(event))
+        self._producer.poll(0)
+        self.stats.produced += 1
+
+    def _run_clicks(self) -> None:
+        period = 1.0 / self.rate
+        next_at = time.monotonic()
+        for event in live_clicks():
+            if self.stop.is_set():
+                break
+            self.produce(msgspec.structs.replace(event, ts=int(time.time() * 1000)))
+            next_at += period
+            time.sleep(max(0.0, next_at - time.monotonic()))
+        self._producer.flush(10)
+
+    def decide(self, user: str) -> dict[str, Any] | None:
+        endpoints = self.endpoints()
+        if not endpoints:
+            return None
+        url = urllib.parse.urlsplit(random.choice(endpoints))
+        started = time.perf_counter()
+        try:
+            connection = http.client.HTTPConnection(url.hostname or "", url.port, timeout=5)
+            try:
+                connection.request(
+                    "POST",
+                    "/v1/decide",
+                    json.dumps({"user_id": user, "k": 5}),
+                    {"Content-Type": "application/json"},
+                )
+                response = connection.getresponse()
+                body: dict[str, Any] = json.loads(response.read())
+            finally:
+                connection.close()
+        except (OSError, ValueError):
+            self.stats.errors += 1
+            return None
+        if response.status != 200:
+            self.stats.errors += 1
+            return None
+        self.stats.latencies.append(time.perf_counter() - started)
+        self.stats.decisions += 1
+        version = body.get("model_version") or "none"
+        self.stats.versions_served[version] = self.stats.versions_served.get(version, 0) + 1
+        return body
+
+    def _run_decisions(self) -> None:
+        while not self.stop.is_set():
+            self.decide(random.choice(self.users))
+            time.sleep(0.02)
+
+    def _run_tracked(self) -> None:
+        """Every few seconds a tracked user clicks something new; 1 s later the decision
+        must already build on it."""
+        rng = random.Random(3)
+        while not self.stop.wait(2.5):
+            user = rng.choice(self.tracked)
+            item = rng.choice(self.items)
+            clicked = time.monotonic()
+            click_ms = int(time.time() * 1000)
+            self.produce(
+                ClickEvent(
+                    user_id=user,
+                    item_id=item,
+                    type="add_to_cart",
+                    ts=click_ms,
+                    category=self.categories[item],
+                )
+            )
+            self._producer.flush(5)
+            seen_at = self._wait_profile(user, item, clicked + 5)
+            if seen_at is not None:
+                self.stats.freshness.append(seen_at - clicked)
+            time.sleep(max(0.0, clicked + 1.0 - time.monotonic()))
+            asked_ms = time.time() * 1000
+            body = self.decide(user)
+            if body is None:
+                continue
+            # The decision reflects the click when the profile it was computed from is at
+            # least as new as the click (its newest event: this click or a later one).
+            age = body.get("profile_age_ms")
+            self.stats.clicks_checked += 1
+            if age is not None and asked_ms - age >= click_ms - 50:
+                self.stats.clicks_reflected += 1
+            self.stats.tracked[user] = {
+                "clicked": item,
+                "top": [i["item_id"] for i in body["items"]],
+                "model": body.get("model_version"),
+            }
+
+    def _wait_profile(self, user: str, item: str, deadline: float) -> float | None:
+        while time.monotonic() < deadline and not self.stop.is_set():
+            endpoints = self.endpoints()
+            if endpoints:
+                with contextlib.suppress(OSError, ValueError):
+                    code, body = http_get(f"{endpoints[0]}/v1/users/{user}/profile")
+                    if code == 200 and json.loads(body)[0][-1:] == [item]:
+                        return time.monotonic()
+            time.sleep(0.02)
+        return None
+
+    def last_version(self) -> str | None:
+        body = self.decide(self.users[0])
+        return body.get("model_version") if body else None
