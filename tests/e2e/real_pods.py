@@ -1,12 +1,19 @@
 """What the e2e tests on the real node share: a namespace of real pods with an operator, a
-pipeline manifest, a model server inside the cluster."""
+pipeline manifest, a model server inside the cluster, steady decision traffic."""
 
 from __future__ import annotations
 
 import json
+import threading
+import time
+import urllib.error
+import urllib.request
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from tests.helpers import wait_for
 
 # Real pods share two cores: request little so that every test's pods fit at once.
 SMALL = {"requests": {"cpu": "50m", "memory": "96Mi"}}
@@ -107,3 +114,49 @@ def wait_pipeline_ready(kube, namespace: str) -> None:
     kube.kubectl(
         "wait", "-n", namespace, "--for=condition=Ready", "ppl/storefront", "--timeout=110s"
     )
+
+
+def decide_url(kube, namespace: str) -> str:
+    """The scorer Service's decide endpoint at its cluster IP (kube-proxy routes it here)."""
+    service = get(kube, namespace, "service", "storefront-scorer")["spec"]
+    return f"http://{service['clusterIP']}:{service['ports'][0]['port']}/v1/decide"
+
+
+class SteadyTraffic(threading.Thread):
+    """Decisions at a fixed rate through the Service; counts answers by model and failures."""
+
+    def __init__(self, url: str, rate: float) -> None:
+        super().__init__(daemon=True)
+        self.url, self.period = url, 1.0 / rate
+        self.stop = threading.Event()
+        self.served: Counter[str] = Counter()
+        self.failures: list[str] = []
+
+    def start(self) -> None:
+        """Once the Service answers: a pod turns Ready (and the pipeline with it) a moment
+        before kube-proxy routes its Service to it, which no status shows."""
+        wait_for(self._answers, 30, f"{self.url} to answer")
+        super().start()
+
+    def _answers(self) -> bool:
+        body = json.dumps({"user_id": "u0", "k": 1}).encode()
+        request = urllib.request.Request(self.url, body, {"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def run(self) -> None:
+        next_at, n = time.monotonic(), 0
+        while not self.stop.is_set():
+            n += 1
+            body = json.dumps({"user_id": f"u{n % 50}", "k": 5}).encode()
+            request = urllib.request.Request(self.url, body, {"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    self.served[json.loads(response.read())["model_version"]] += 1
+            except (urllib.error.URLError, OSError) as exc:
+                self.failures.append(f"{time.strftime('%X')} {exc}")
+            next_at += self.period
+            time.sleep(max(0.0, next_at - time.monotonic()))

@@ -7,8 +7,14 @@ import json
 
 import pytest
 
-from tests.e2e.real_pods import get, pipeline, start_in_real_pods, wait_pipeline_ready
-from tests.e2e.test_rollout_on_real_pods import SteadyTraffic
+from tests.e2e.real_pods import (
+    SteadyTraffic,
+    decide_url,
+    get,
+    pipeline,
+    start_in_real_pods,
+    wait_pipeline_ready,
+)
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.slow
@@ -34,9 +40,7 @@ def test_the_scorer_scales_on_real_cpu_and_back(kube, kafka, real_node, operator
     wait_for(lambda: hpa()["status"].get("currentMetrics"), 90, "metrics-server to report CPU")
     reconciles = f"Running a reconcile of {namespace}/storefront"
     before = log.read_text().count(reconciles)
-    service = get(kube, namespace, "service", "storefront-scorer")["spec"]
-    url = f"http://{service['clusterIP']}:{service['ports'][0]['port']}/v1/decide"
-    traffic = SteadyTraffic(url, 100)
+    traffic = SteadyTraffic(decide_url(kube, namespace), 100)
     traffic.start()
     try:
         wait_for(

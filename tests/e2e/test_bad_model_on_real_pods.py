@@ -10,8 +10,14 @@ import pytest
 
 from tailor_pipeline.generator import GeneratorSettings, stream
 from tailor_pipeline.train import train, write_model
-from tests.e2e.real_pods import get, pipeline, serve_model, start_in_real_pods, wait_pipeline_ready
-from tests.e2e.test_rollout_on_real_pods import SteadyTraffic
+from tests.e2e.real_pods import (
+    SteadyTraffic,
+    decide_url,
+    pipeline,
+    serve_model,
+    start_in_real_pods,
+    wait_pipeline_ready,
+)
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.slow
@@ -30,10 +36,7 @@ def test_a_refused_model_is_named_in_the_status_while_the_old_scorer_serves(
     kube.kubectl("apply", "-f", "-", input=pipeline(namespace, kafka, scorer={"model": good}))
     wait_pipeline_ready(kube, namespace)
 
-    service = get(kube, namespace, "service", "storefront-scorer")["spec"]
-    traffic = SteadyTraffic(
-        f"http://{service['clusterIP']}:{service['ports'][0]['port']}/v1/decide", 20
-    )
+    traffic = SteadyTraffic(decide_url(kube, namespace), 20)
     traffic.start()
     try:
         bad = {**good, "version": "v2", "sha256": "0" * 64}

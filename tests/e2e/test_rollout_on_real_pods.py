@@ -5,11 +5,7 @@ request fails on the way (readiness waits for the model, endpoints drain before 
 from __future__ import annotations
 
 import json
-import threading
 import time
-import urllib.error
-import urllib.request
-from collections import Counter
 
 import pytest
 
@@ -17,6 +13,8 @@ from tailor_operator.render.workloads import SCORER_DRAIN_SECONDS
 from tailor_pipeline.generator import GeneratorSettings, stream
 from tailor_pipeline.train import train, write_model
 from tests.e2e.real_pods import (
+    SteadyTraffic,
+    decide_url,
     get,
     pipeline,
     serve_model,
@@ -27,46 +25,6 @@ from tests.helpers import wait_for
 from tests.integration.test_operator import wait_condition
 
 pytestmark = pytest.mark.slow
-
-
-class SteadyTraffic(threading.Thread):
-    """Decisions at a fixed rate through the Service; counts answers by model and failures."""
-
-    def __init__(self, url: str, rate: float) -> None:
-        super().__init__(daemon=True)
-        self.url, self.period = url, 1.0 / rate
-        self.stop = threading.Event()
-        self.served: Counter[str] = Counter()
-        self.failures: list[str] = []
-
-    def start(self) -> None:
-        """Once the Service answers: a pod turns Ready (and the pipeline with it) a moment
-        before kube-proxy routes its Service to it, which no status shows."""
-        wait_for(self._answers, 30, f"{self.url} to answer")
-        super().start()
-
-    def _answers(self) -> bool:
-        body = json.dumps({"user_id": "u0", "k": 1}).encode()
-        request = urllib.request.Request(self.url, body, {"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=5) as response:
-                return bool(response.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
-
-    def run(self) -> None:
-        next_at, n = time.monotonic(), 0
-        while not self.stop.is_set():
-            n += 1
-            body = json.dumps({"user_id": f"u{n % 50}", "k": 5}).encode()
-            request = urllib.request.Request(self.url, body, {"Content-Type": "application/json"})
-            try:
-                with urllib.request.urlopen(request, timeout=5) as response:
-                    self.served[json.loads(response.read())["model_version"]] += 1
-            except (urllib.error.URLError, OSError) as exc:
-                self.failures.append(f"{time.strftime('%X')} {exc}")
-            next_at += self.period
-            time.sleep(max(0.0, next_at - time.monotonic()))
 
 
 def test_a_canary_is_promoted_and_rolled_without_one_failed_request(
@@ -97,10 +55,7 @@ def test_a_canary_is_promoted_and_rolled_without_one_failed_request(
     kube.kubectl("apply", "-f", "-", input=pipeline(namespace, kafka, scorer=scorer))
     wait_pipeline_ready(kube, namespace)
 
-    service = get(kube, namespace, "service", "storefront-scorer")["spec"]
-    traffic = SteadyTraffic(
-        f"http://{service['clusterIP']}:{service['ports'][0]['port']}/v1/decide", 40
-    )
+    traffic = SteadyTraffic(decide_url(kube, namespace), 40)
     traffic.start()
     try:
         time.sleep(3)
