@@ -20,6 +20,8 @@ KIND_VERSION = "0.31.0"
 CNI_PLUGINS_VERSION = "1.9.0"
 COREDNS_VERSION = "1.14.0"
 METRICS_SERVER_VERSION = "0.8.0"
+# The fixed-rate HTTP load generator of bench/scorer.py.
+VEGETA_VERSION = "12.13.0"
 # The pod sandbox program of the real node (hack/go/pause); bump when its source changes.
 PAUSE_VERSION = "1"
 
@@ -150,6 +152,12 @@ GO_COMPONENTS: tuple[GoComponent, ...] = (
         version=METRICS_SERVER_VERSION,
         module_dir=GO_DIR / "metrics-server",
         commands={"sigs.k8s.io/metrics-server/cmd/metrics-server": "metrics-server"},
+    ),
+    GoComponent(
+        name="vegeta",
+        version=VEGETA_VERSION,
+        module_dir=GO_DIR / "vegeta",
+        commands={"github.com/tsenart/vegeta/v12": "vegeta"},
     ),
     GoComponent(
         name="pause",
