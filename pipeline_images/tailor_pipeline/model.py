@@ -192,7 +192,9 @@ def load(path: Path, sha256: str | None) -> Model:
         end = section["offset"] + count * np.dtype(dtype).itemsize
         if end > size:
             raise ModelError(f"{path}: truncated: section {key} ends at {end}, file has {size}")
-        arrays[key] = mapped[section["offset"] : end].view(dtype).reshape(section["shape"])
+        # Plain ndarray views of the mapping: indexing a memmap goes through Python code.
+        section_view = mapped[section["offset"] : end].view(dtype).reshape(section["shape"])
+        arrays[key] = np.asarray(section_view)
     offsets, blob = arrays["ids_offsets"], bytes(arrays["ids_blob"])
     ids = [blob[offsets[i] : offsets[i + 1]].decode() for i in range(len(offsets) - 1)]
     return Model(

@@ -242,3 +242,70 @@ def test_rank_never_raises_for_a_valid_profile(
     assert len({s.item for s in ranked}) == len(ranked)
     assert all(math.isfinite(s.score) and s.score >= 0 for s in ranked)
     assert not {s.item for s in ranked} & set(profile.purchased)
+
+
+@pytest.fixture(scope="module")
+def wide_model(tmp_path_factory):
+    """60 items with up to 8 neighbours each (rows padded with -1), repeated similarities
+    (ties), categories, and one item without one."""
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    n, width = 60, 8
+    neighbours = np.full((n, width), -1, dtype=np.int32)
+    weights = np.zeros((n, width), dtype=np.float32)
+    for i in range(n):
+        count = int(rng.integers(0, width + 1))
+        neighbours[i, :count] = rng.choice([j for j in range(n) if j != i], count, replace=False)
+        weights[i, :count] = np.sort(rng.choice([0.0, 0.25, 0.5, 0.5, 1.0], count))[::-1]
+    category = rng.integers(-1, 3, n).astype(np.int32)
+    path = tmp_path_factory.mktemp("wide") / "m.tailor"
+    digest = model.write(
+        path,
+        name="wide",
+        version="v1",
+        item_ids=[f"i{i}" for i in range(n)],
+        popularity=rng.random(n).astype(np.float32),
+        category=category,
+        categories=["shoes", "hats", "bags"],
+        neighbours=neighbours,
+        weights=weights,
+    )
+    return model.load(path, digest)
+
+
+wide_items = st.sampled_from([f"i{i}" for i in range(60)] + ["new1", "new2"])
+
+
+@hypothesis.settings(max_examples=300, deadline=None)
+@hypothesis.given(
+    history=st.lists(
+        st.builds(
+            ClickEvent,
+            user_id=st.just("u"),
+            item_id=wide_items,
+            type=st.sampled_from(list(FEATURES.event_weights)),
+            ts=st.integers(0, 3 * DAY_MS).map(lambda dt: T0 - dt),
+            category=st.none() | st.sampled_from(["shoes", "hats", "bags", "other"]),
+        ),
+        max_size=80,
+    ),
+    trending=st.lists(st.tuples(wide_items, st.sampled_from([0.0, 1.0, 2.0, 7.5])), max_size=8),
+    exclude=st.lists(wide_items, max_size=5),
+    candidates=st.none() | st.lists(wide_items, max_size=30),
+    k=st.integers(1, 30),
+    with_model=st.booleans(),
+)
+def test_rank_agrees_with_the_one_vote_at_a_time_reference(
+    wide_model, history, trending, exclude, candidates, k, with_model
+):
+    from tests.unit.reference_ranking import reference_rank
+
+    profile = Profile()
+    for event in sorted(history, key=lambda e: e.ts):
+        update_profile(profile, event, FEATURES)
+    trending = sorted(trending, key=lambda t: -t[1])
+    loaded = wide_model if with_model else None
+    args = (profile, loaded, trending, T0 + 60_000, k, RANKING)
+    options = {"exclude": exclude, "candidates": candidates}
+    assert rank(*args, **options) == reference_rank(*args, **options)
