@@ -524,9 +524,15 @@ class RealNode:
     # --- teardown ------------------------------------------------------------------------
 
     def stop(self) -> None:
-        if any(p.name == "containerd" and p.alive() for p in self.processes):
-            self._remove_pods()
+        # The kubelet first: alive, it would restart the containers _remove_pods kills, and
+        # those would outlive the node.
+        containerd = [p for p in self.processes if p.name == "containerd"]
         for proc in reversed(self.processes):
+            if proc.name != "containerd":
+                proc.stop()
+        if any(p.alive() for p in containerd):
+            self._remove_pods()
+        for proc in containerd:
             proc.stop()
         self.processes.clear()
         if self.run_dir is not None:
@@ -580,18 +586,31 @@ def _containerd_version() -> str:
 
 
 def _kill_shims(socket: Path) -> None:
-    """containerd's shims are daemons that outlive it; end the ones serving this node."""
+    """containerd's shims are daemons that outlive it; end the ones serving this node and
+    every process below them (a container whose shim is killed is adopted by init and
+    would run on)."""
     marker = str(socket).encode()
+    children: dict[int, list[int]] = {}
+    shims = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
             cmdline = (proc / "cmdline").read_bytes()
-        except OSError:
+            parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
             continue
+        children.setdefault(parent, []).append(int(proc.name))
         if b"containerd-shim" in cmdline and marker in cmdline:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(proc.name), signal.SIGKILL)
+            shims.append(int(proc.name))
+    doomed, stack = [], list(shims)
+    while stack:
+        pid = stack.pop()
+        doomed.append(pid)
+        stack += children.get(pid, [])
+    for pid in doomed:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _unmount_below(directory: Path) -> None:
