@@ -258,11 +258,29 @@ def fetch_model(ref: ModelRef, cache_dir: Path) -> Path:
                         f.write(chunk)
             partial.replace(target)
             return target
+        except httpx.HTTPStatusError as exc:
+            # 404, 403...: asking again gets the same answer. 408 and 429 ask us to.
+            if exc.response.status_code < 500 and exc.response.status_code not in (408, 429):
+                raise ModelError(f"cannot download {uri}: {exc}") from exc
+            last = exc
         except httpx.HTTPError as exc:
             last = exc
-            _log.warning("Model download attempt %d failed: %s", attempt, exc)
+        _log.warning("Model download attempt %d failed: %s", attempt, last)
+        if attempt < 3:
             time.sleep(2 * attempt)
     raise ModelError(f"cannot download {uri}: {last}")
+
+
+def fetch_and_load(ref: ModelRef, cache_dir: Path) -> Model:
+    """The verified model. A download that fails verification is deleted, so the next
+    start (the kubelet restarts a scorer that gave up) downloads it again."""
+    path = fetch_model(ref, cache_dir)
+    try:
+        return model_file.load(path, ref.sha256)
+    except ModelError:
+        if path.parent == cache_dir:
+            path.unlink(missing_ok=True)
+        raise
 
 
 @dataclass
@@ -281,7 +299,7 @@ class Scorer:
             _log.info("No model configured: ranking by trending items")
             return
         try:
-            self.model = model_file.load(fetch_model(ref, cache_dir), ref.sha256)
+            self.model = fetch_and_load(ref, cache_dir)
         except (ModelError, OSError) as exc:
             self.model_error = f"{ref.name} {ref.version}: {exc}"
             return
