@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from tailor_pipeline.settings import MAX_K
+
 GROUP = "tailor.dev"
 VERSION = "v1alpha1"
 KIND = "PersonalizationPipeline"
@@ -267,9 +269,9 @@ class ModelSpec(ApiModel):
     version: str = Field(
         min_length=1, max_length=63, description="Version, e.g. 2026-11-20; shown in status."
     )
-    uri: str = Field(
-        min_length=1,
-        description="Where the scorer downloads the artifact (https://, http:// or file://).",
+    uri: Annotated[str, Field(pattern=r"^(https?|file)://[^\s]+$")] = Field(
+        max_length=2048,
+        description="Where the scorer downloads the artifact: an https://, http:// or file:// URI.",
     )
     sha256: Annotated[str, Field(pattern=r"^[a-f0-9]{64}$")] = Field(
         description="sha256 of the artifact, 64 lowercase hex characters; verified before use."
@@ -382,7 +384,10 @@ class DecisionSpec(ApiModel):
     """Defaults of every decision the scorer makes."""
 
     default_k: int = Field(
-        10, ge=1, le=500, description="Items returned when a request names no k."
+        10,
+        ge=1,
+        le=MAX_K,
+        description=f"Items returned when a request names no k (a request's k: 1 to {MAX_K}).",
     )
     exploration: ExplorationSpec = Field(
         default_factory=ExplorationSpec,

@@ -34,7 +34,7 @@ from tailor_pipeline import profile_codec
 from tailor_pipeline.features import Profile, Trending, decayed, top
 from tailor_pipeline.model import Model, ModelError
 from tailor_pipeline.ranking import RankingSettings, rank
-from tailor_pipeline.settings import ModelRef, PipelineSettings
+from tailor_pipeline.settings import MAX_K, ModelRef, PipelineSettings
 
 _log = logging.getLogger("tailor.scorer")
 
@@ -50,7 +50,6 @@ LOGGED = Counter("tailor_scorer_decisions_logged", "Decisions written to the dec
 DROPPED = Counter("tailor_scorer_decision_log_dropped", "Decision log lines dropped (queue full)")
 
 MAX_BODY_BYTES = 64 * 1024
-MAX_K = 100
 TRENDING_TOP = 200
 TRENDING_REFRESH_S = 1.0
 DRAIN_SECONDS = 0.005

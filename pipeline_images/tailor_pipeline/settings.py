@@ -87,10 +87,14 @@ class ModelRef(_Settings):
     sha256: str
 
 
+# The most items one decision returns: a request's k and the pipeline's default alike.
+MAX_K = 100
+
+
 class ScorerSettings(_Settings):
     http_port: int = 8080
     model: ModelRef | None = None
-    default_k: int = Field(ge=1)
+    default_k: int = Field(ge=1, le=MAX_K)
     epsilon: float = Field(ge=0, le=1)
     fallback: Literal["trending", "popular"] = "trending"
     # Never recommend what the user already bought (consumables may want False).

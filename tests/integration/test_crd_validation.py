@@ -82,6 +82,13 @@ def test_a_valid_pipeline_is_accepted_and_defaulted(kube, crd, namespace):
         ("spec.kafka.securityProtocol", "TLS", "spec.kafka.securityProtocol: Unsupported value"),
         ("spec.features.halfLife", "30 minutes", "spec.features.halfLife: Invalid value"),
         ("spec.streamWorker.replicas", -1, "spec.streamWorker.replicas: Invalid value"),
+        (
+            "spec.scorer.model",
+            {"name": "knn", "version": "1", "uri": "s3://bucket/m", "sha256": "a" * 64},
+            "spec.scorer.model.uri: Invalid value",
+        ),
+        # A request's k is at most 100: the default cannot promise more.
+        ("spec.decision.defaultK", 101, "spec.decision.defaultK: Invalid value"),
         ("spec.scorer.modle", {}, 'unknown field "spec.scorer.modle"'),
     ],
 )
