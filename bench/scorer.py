@@ -12,8 +12,10 @@ users, 90% with a profile and 10% cold.
 
 Per rate: achieved rate, p50/p99/p99.9 and errors (non-200 or timeout, 2 s).
 ``max_rps_p99_under_5ms`` is the highest offered rate (of the ladder, refined by
-bisection) whose p99 stayed at or under 5 ms with no error. The last stdout line is one
-compact JSON object.
+bisection) whose p99 stayed at or under 5 ms with no error. ``floor``: the same ladder, in
+the same run, against the same HTTP stack answering a fixed decision on the same core (no
+ranking, no profiles, no decision log): the machine's and the framework's share of every
+figure. The last stdout line is one compact JSON object.
 """
 
 from __future__ import annotations
@@ -125,6 +127,84 @@ def passes(run: dict) -> bool:
     return run["errors"] == 0 and run["p99_ms"] <= P99_BUDGET_MS
 
 
+def ladder(
+    vegeta: Path,
+    target_file: Path,
+    port: int,
+    rates: list[int],
+    seconds: float,
+    quick: bool,
+    work: Path,
+) -> tuple[list[dict], int]:
+    """Every rate, plus a bisection right after the first that fails; (runs by offered
+    rate, the highest rate that passed)."""
+    attack(vegeta, target_file, 200, 3, work)  # warm-up
+    base = f"http://127.0.0.1:{port}"
+    by_rate: list[dict] = []
+
+    def measure(rate: int) -> dict:
+        run = attack(vegeta, target_file, rate, seconds, work)
+        by_rate.append(run)
+        print(json.dumps(run), flush=True)
+        drained(base)
+        return run
+
+    good, bad = 0, None
+    for rate in sorted(rates):
+        run = measure(rate)
+        if passes(run):
+            good = rate
+        elif bad is None:
+            bad = rate
+            # Refine between the last rate that passed and the first that failed, before
+            # heavier overload leaves the machine warmer than it found it.
+            low, high = good, bad
+            for _ in range(3 if quick else 4):
+                middle = (low + high) // 2
+                if middle in (low, high):
+                    break
+                low, high = (middle, high) if passes(measure(middle)) else (low, middle)
+            good = low
+    return sorted(by_rate, key=lambda r: r["offered_rps"]), good
+
+
+# The floor: the same HTTP stack (aiohttp, msgspec) on the same core answering a fixed
+# decision without ranking, profiles or logging. What the scorer adds is above it.
+FLOOR_SERVER = """
+import sys, msgspec
+from aiohttp import web
+ANSWER = msgspec.json.encode({"items": [{"item_id": f"item-{i}", "score": 1.0,
+                                          "reason": "floor"} for i in range(10)]})
+async def decide(request):
+    msgspec.json.decode(await request.read())
+    return web.Response(body=ANSWER, content_type="application/json")
+async def healthz(request):
+    return web.Response(text="ok")
+app = web.Application()
+app.router.add_post("/v1/decide", decide)
+app.router.add_get("/healthz", healthz)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+"""
+
+
+def floor(
+    vegeta: Path, users: list[str], rates: list[int], seconds: float, quick: bool, work: Path
+) -> dict:
+    port = free_port()
+    server = ManagedProcess(
+        "floor",
+        ["taskset", "-c", SCORER_CORE, sys.executable, "-c", FLOOR_SERVER, str(port)],
+        work,
+    ).start()
+    try:
+        server.wait_healthy(lambda: http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200, 30)
+        target_file = targets(work / "floor.json", f"http://127.0.0.1:{port}/v1/decide", users)
+        by_rate, good = ladder(vegeta, target_file, port, rates, seconds, quick, work)
+    finally:
+        server.stop()
+    return {"server": "aiohttp, fixed answer", "by_rate": by_rate, "max_rps_p99_under_5ms": good}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller data, fewer rates")
@@ -210,34 +290,8 @@ def main() -> int:
             target_file = targets(
                 work / "targets.json", f"http://127.0.0.1:{port}/v1/decide", users
             )
-            attack(vegeta, target_file, 200, 3, work)  # warm-up
-            base = f"http://127.0.0.1:{port}"
-            by_rate: list[dict] = []
-
-            def measure(rate: int) -> dict:
-                run = attack(vegeta, target_file, rate, seconds, work)
-                by_rate.append(run)
-                print(json.dumps(run), flush=True)
-                drained(base)
-                return run
-
-            good, bad = 0, None
-            for rate in sorted(rates):
-                run = measure(rate)
-                if passes(run):
-                    good = rate
-                elif bad is None:
-                    bad = rate
-                    # Refine between the last rate that passed and the first that failed,
-                    # before heavier overload leaves the machine warmer than it found it.
-                    low, high = good, bad
-                    for _ in range(3 if args.quick else 4):
-                        middle = (low + high) // 2
-                        if middle in (low, high):
-                            break
-                        low, high = (middle, high) if passes(measure(middle)) else (low, middle)
-                    good = low
-            result["by_rate"] = sorted(by_rate, key=lambda r: r["offered_rps"])
+            by_rate, good = ladder(vegeta, target_file, port, rates, seconds, args.quick, work)
+            result["by_rate"] = by_rate
             result["max_rps_p99_under_5ms"] = good
             at_5000 = next((r for r in by_rate if r["offered_rps"] == 5000), None)
             result["p99_ms_at_5000"] = at_5000["p99_ms"] if at_5000 else None
@@ -246,6 +300,9 @@ def main() -> int:
             result["ranking_mean_ms"] = round(1000 * total / max(count, 1), 3)
             assert scorer.pid is not None
             result["rss_mb"] = round(rss_mb(scorer.pid)[0], 1)
+            scorer.stop()
+            scorer = None
+            result["floor"] = floor(vegeta, users, rates, seconds, args.quick, work)
             # Not measured yet (issue 16, parts 2, 3 and 5): say so rather than leave a gap.
             result["peer"] = None
         finally:
