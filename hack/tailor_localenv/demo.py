@@ -45,6 +45,7 @@ from tailor_localenv import real_node as real_node_mod
 from tailor_localenv.demo_traffic import Traffic, demo_clicks, ms
 from tailor_localenv.demo_workloads import LocalProcesses, RealPods, Workloads, kubectl_json
 from tailor_localenv.environment import LocalEnvironment
+from tailor_localenv.images import Images
 from tailor_localenv.kube import ControlPlane
 from tailor_localenv.processes import ManagedProcess, free_port
 from tailor_localenv.progress import say
@@ -165,7 +166,9 @@ def _frame(
     return "\n".join(lines)
 
 
-def _start_operator(control_plane: ControlPlane, work: Path, images: Any) -> ManagedProcess:
+def _start_operator(
+    control_plane: ControlPlane, work: Path, images: Images | None
+) -> ManagedProcess:
     env = {**os.environ, "KUBECONFIG": str(control_plane.kubeconfig)}
     if images is not None:
         env["TAILOR_STREAM_WORKER_IMAGE"] = images.stream_worker
