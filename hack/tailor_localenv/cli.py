@@ -130,9 +130,12 @@ def _cmd_up(args: argparse.Namespace) -> int:
             f"export TAILOR_KAFKA_BOOTSTRAP={broker.bootstrap_servers}\n"
             f"export PATH={shlex.quote(str(bin_dir))}:$PATH\n"
         )
+        pin = " ".join(
+            f"{k}={shlex.quote(v)}" for k, v in real_node_mod.namespace_annotations().items()
+        )
         real = (
             f"  real node    {real_node_mod.NODE_NAME}: pods of a namespace run there once it"
-            f" is pinned\n               (kubectl annotate ns NS {_pin_annotations()})\n"
+            f" is pinned\n               (kubectl annotate ns NS {pin})\n"
             f"  images       {', '.join(node.images.all())}\n"
             if node is not None
             else ""
@@ -162,14 +165,6 @@ def _cmd_up(args: argparse.Namespace) -> int:
         return 0
     finally:
         env.stop()
-
-
-def _pin_annotations() -> str:
-    from tailor_localenv import real_node as real_node_mod
-
-    return " ".join(
-        f"{k}={shlex.quote(v)}" for k, v in real_node_mod.namespace_annotations().items()
-    )
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
