@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?= -q
 
-.PHONY: help venv bootstrap lint test unit demo up crds clean-cache
+.PHONY: help venv bootstrap lint test unit demo up crds lock clean-cache
 
 help:
 	@echo "make demo         the whole pipeline on this machine: operator, workers, scorers, live clicks"
@@ -14,13 +14,14 @@ help:
 	@echo "make unit         only the fast pure tests (no Kubernetes, no Kafka)"
 	@echo "make bootstrap    build/fetch etcd, Kubernetes, KWOK, helm, kind, Kafka and the real node + images"
 	@echo "make crds         regenerate crds/ and the chart's CRD from the pydantic models"
+	@echo "make lock         re-pin constraints.txt to the newest releases pyproject.toml allows"
 	@echo "make clean-cache  delete the bootstrap cache (\$${TAILOR_CACHE:-~/.cache/tailor})"
 
-# Reinstall only when pyproject.toml changes.
-$(BIN)/.installed: pyproject.toml
+# Reinstall only when the dependencies or their pins change.
+$(BIN)/.installed: pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	@touch $@
 
 venv: $(BIN)/.installed
@@ -49,6 +50,12 @@ up: bootstrap
 
 crds: venv
 	$(BIN)/python -m tailor_operator.crd_gen crds charts/tailor/crds
+
+# The pins of constraints.txt (its header says what uses them).
+lock: venv
+	$(BIN)/uv pip compile pyproject.toml --all-extras --universal --python-version 3.11 \
+		--upgrade --no-header --quiet -o constraints.body
+	head -5 constraints.txt | cat - constraints.body > constraints.txt && rm constraints.body
 
 clean-cache:
 	rm -rf "$${TAILOR_CACHE:-$${XDG_CACHE_HOME:-$$HOME/.cache}/tailor}"

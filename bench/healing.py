@@ -82,6 +82,12 @@ def children(api: client.ApiClient, name: str) -> dict[str, tuple[Callable[[], A
     hpa, policy = client.AutoscalingV2Api(api), client.PolicyV1Api(api)
     scorer, worker = f"{name}-scorer", f"{name}-stream-worker"
     ns = NAMESPACE
+
+    def settings_map() -> str:
+        """The settings ConfigMap the scorers mount (one per program and version)."""
+        volumes = apps.read_namespaced_deployment(scorer, ns).spec.template.spec.volumes
+        return str(next(v.config_map.name for v in volumes if v.name == "config"))
+
     return {
         "Deployment": (
             lambda: apps.read_namespaced_deployment(scorer, ns),
@@ -96,8 +102,8 @@ def children(api: client.ApiClient, name: str) -> dict[str, tuple[Callable[[], A
             lambda: hpa.delete_namespaced_horizontal_pod_autoscaler(scorer, ns),
         ),
         "ConfigMap": (
-            lambda: core.read_namespaced_config_map(f"{name}-config", ns),
-            lambda: core.delete_namespaced_config_map(f"{name}-config", ns),
+            lambda: core.read_namespaced_config_map(settings_map(), ns),
+            lambda: core.delete_namespaced_config_map(settings_map(), ns),
         ),
         "PodDisruptionBudget": (
             lambda: policy.read_namespaced_pod_disruption_budget(worker, ns),

@@ -17,6 +17,7 @@ from tailor_localenv import cache
 from tailor_localenv.processes import StartError
 from tailor_localenv.progress import say
 from tailor_localenv.real_node import RealNodeUnavailable
+from tailor_pipeline.program import add_version
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -184,6 +185,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tailor-localenv", description=__doc__)
+    add_version(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     boot = sub.add_parser("bootstrap", help="build or verify the control plane and Kafka cache")
     boot.add_argument(

@@ -280,8 +280,8 @@ def run_demo(
         }
         say(f"pipeline Ready in {summary['pipeline_ready_s']}s")
 
-        config = kubectl_json(kubectl, "get", "configmap", f"{PIPELINE}-config", "-n", NAMESPACE)
-        topic = json.loads(config["data"]["pipeline.json"])["topics"]["events"]
+        pipeline = kubectl_json(kubectl, "get", "ppl", PIPELINE, "-n", NAMESPACE)
+        topic = pipeline["status"]["topics"]["events"]["name"]
         history_producer = Producer(
             {"bootstrap.servers": broker.bootstrap_servers, "enable.idempotence": True}
         )

@@ -257,21 +257,20 @@ class LocalProcesses:
         )
         self._version = 0
 
-    def _settings(self, key: str = "pipeline.json") -> Path:
-        """The operator's rendered settings, as its ConfigMap holds them (``key``: the stable
-        scorers' and workers' file, or the canary's)."""
-        config = kubectl_json(
-            self.kubectl, "get", "configmap", f"{self.pipeline}-config", "-n", self.namespace
-        )
+    def _settings(self, component: _Component) -> Path:
+        """The operator's rendered settings for one Deployment, as the ConfigMap its pods
+        mount holds them (each program and version has its own)."""
+        volumes = component.deployment()["spec"]["template"]["spec"]["volumes"]
+        name = next(v["configMap"]["name"] for v in volumes if v["name"] == "config")
+        config = kubectl_json(self.kubectl, "get", "configmap", name, "-n", self.namespace)
         self._version += 1
         path = self.work / f"pipeline-{self._version}.json"
-        path.write_text(config["data"][key])
+        path.write_text(config["data"]["pipeline.json"])
         return path
 
     def start(self) -> str:
-        settings = self._settings()
         for component in (self.workers, self.scorers):
-            component.start_like_the_deployment(settings)
+            component.start_like_the_deployment(self._settings(component))
         for component in (self.workers, self.scorers):
             component.wait_ready()
         return (
@@ -294,7 +293,7 @@ class LocalProcesses:
             template = component.deployment()["spec"]["template"]
             if template["metadata"]["annotations"].get(CONFIG_HASH) != component.config_hash:
                 log(f"Deployment {component.name} rolled by the operator: rolling processes")
-                component.roll(self._settings(), surge)
+                component.roll(self._settings(component), surge)
                 log(f"{component.name} rolled")
                 rolled |= component is self.scorers
         return rolled
@@ -305,7 +304,7 @@ class LocalProcesses:
         exists = self.canary.exists()
         if exists and not self.canary.processes:
             log("canary Deployment created by the operator: starting its process")
-            self.canary.start_like_the_deployment(self._settings("pipeline-canary.json"))
+            self.canary.start_like_the_deployment(self._settings(self.canary))
             self.canary.wait_ready()
             log("canary serving its share")
         elif not exists and self.canary.processes:

@@ -41,6 +41,7 @@ IMAGE_RECIPE_REVISION = 1
 # What the Dockerfile copies into the wheel stage (and the Dockerfile itself).
 _SOURCES = (
     "pyproject.toml",
+    "constraints.txt",
     "README.md",
     "operator",
     "pipeline_images/tailor_pipeline",

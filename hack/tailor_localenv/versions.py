@@ -22,6 +22,8 @@ COREDNS_VERSION = "1.14.0"
 METRICS_SERVER_VERSION = "0.8.0"
 # The fixed-rate HTTP load generator of bench/scorer.py.
 VEGETA_VERSION = "12.13.0"
+# Checks and unit-tests the alerting rules the chart ships (charts/tailor/files/alerts.yaml).
+PROMETHEUS_VERSION = "3.16.0"
 # The pod sandbox program of the real node (hack/go/pause); bump when its source changes.
 PAUSE_VERSION = "1"
 
@@ -158,6 +160,12 @@ GO_COMPONENTS: tuple[GoComponent, ...] = (
         version=VEGETA_VERSION,
         module_dir=GO_DIR / "vegeta",
         commands={"github.com/tsenart/vegeta/v12": "vegeta"},
+    ),
+    GoComponent(
+        name="promtool",
+        version=PROMETHEUS_VERSION,
+        module_dir=GO_DIR / "promtool",
+        commands={"github.com/prometheus/prometheus/cmd/promtool": "promtool"},
     ),
     GoComponent(
         name="pause",

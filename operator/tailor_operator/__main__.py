@@ -8,15 +8,20 @@ import os
 import signal
 import socket
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable
 
 import kopf
 from prometheus_client import start_http_server
 
+from tailor_operator.log_format import use_json_logs
+from tailor_pipeline.program import add_version
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tailor-operator", description=__doc__)
+    add_version(parser)
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument(
         "-n",
@@ -62,8 +67,17 @@ def main(argv: list[str] | None = None) -> int:
         log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN,
     )
     logging.getLogger("tailor").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    if args.log_format == "json":
+        use_json_logs()
     if args.metrics_port:
         start_http_server(args.metrics_port)
+
+    problem = preflight(args.namespace)
+    if problem:
+        # Kopf would retry its startup every minute for ever; a pod that exits shows the
+        # cause in `kubectl get pods` (CrashLoopBackOff) and its termination message.
+        logging.getLogger("tailor.operator").critical("Cannot start: %s", problem)
+        return 1
 
     import tailor_operator.handlers  # noqa: F401 - registers the handlers
 
@@ -82,6 +96,56 @@ def main(argv: list[str] | None = None) -> int:
         run()
         return 0
     return _run_as_leader(args, liveness, run)
+
+
+def preflight(namespaces: list[str]) -> str | None:
+    """Why the operator cannot run at all (no cluster credentials, no permission to read
+    pipelines, no CRD), in one line; None when it can. Retried briefly, since an API server
+    that is starting is not a reason to exit."""
+    from kubernetes import client, config
+    from kubernetes.client.exceptions import ApiException
+
+    from tailor_operator import api
+
+    try:
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            config.load_kube_config()
+    except (config.ConfigException, OSError) as exc:
+        return f"no Kubernetes credentials: not in a pod, and no usable kubeconfig ({exc})"
+    objects = client.CustomObjectsApi()
+    literal = [ns for ns in namespaces if not any(c in ns for c in "*?[")]
+    deadline = time.monotonic() + PREFLIGHT_SECONDS
+    while True:
+        try:
+            if namespaces:
+                for namespace in literal:
+                    objects.list_namespaced_custom_object(
+                        api.GROUP, api.VERSION, namespace, api.PLURAL, limit=1
+                    )
+            else:
+                objects.list_cluster_custom_object(api.GROUP, api.VERSION, api.PLURAL, limit=1)
+            return None
+        except ApiException as exc:
+            where = f"in {', '.join(literal)}" if namespaces else "cluster-wide"
+            if exc.status in (401, 403):
+                return f"not allowed to list {api.PLURAL}.{api.GROUP} {where}: {exc.reason}"
+            if exc.status == 404:
+                return (
+                    f"the CRD {api.PLURAL}.{api.GROUP} is not installed"
+                    " (kubectl apply --server-side -f crds/, or the Helm chart)"
+                )
+            problem = f"the API server answered {exc.status} {exc.reason}"
+        except Exception as exc:  # connection refused, TLS, DNS
+            problem = f"cannot reach the API server: {exc}"
+        if time.monotonic() >= deadline:
+            return problem
+        time.sleep(2)
+
+
+# How long an unreachable API server is waited for before the operator gives up.
+PREFLIGHT_SECONDS = float(os.environ.get("TAILOR_PREFLIGHT_SECONDS", "30"))
 
 
 def _run_as_leader(

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import bisect
 import math
+import zlib
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -82,16 +84,45 @@ class _Click:
     used: bool = False
 
 
-class Tally:
-    """Arms per model version, from decisions and clicks read in any order."""
+# The most decisions and clicks a Tally keeps for the click-through join (about 100 bytes
+# each): at 5,000 decisions/s two 5-minute windows would be 3 million.
+MAX_PENDING = 200_000
 
-    def __init__(self, attribution_ms: int) -> None:
+
+def _user_bucket(user: str) -> int:
+    # Stable across processes: an operator that restarts samples the same users.
+    return zlib.crc32(user.encode())
+
+
+class Tally:
+    """Arms per model version, from decisions and clicks read in any order.
+
+    Requests, errors and latency count every decision. The click-through join keeps the
+    decisions and clicks of a sample of users, by a hash of the user id: all of them while
+    they fit in ``max_pending``, then half, a quarter ... Both arms are sampled alike (the
+    Service spreads every user's requests over both), so their rates stay comparable; a
+    user who leaves the sample keeps the decisions already counted, whose later clicks are
+    lost to both arms alike. Memory stays bounded whatever the traffic."""
+
+    def __init__(self, attribution_ms: int, max_pending: int = MAX_PENDING) -> None:
         self.attribution_ms = attribution_ms
+        self.max_pending = max_pending
         self.arms: dict[str | None, Arm] = defaultdict(Arm)
         self._shown: dict[str, list[_Shown]] = defaultdict(list)
         self._clicks: dict[str, list[_Click]] = defaultdict(list)
         self._watermark = 0
         self._since_prune = 0
+        self._pending = 0
+        # A user is in the sample when the low ``_sample_bits`` bits of its hash are 0.
+        self._sample_bits = 0
+
+    @property
+    def sample_rate(self) -> float:
+        """The share of users whose decisions and clicks the click-through join sees."""
+        return 1.0 / (1 << self._sample_bits)
+
+    def _sampled(self, user: str) -> bool:
+        return _user_bucket(user) & ((1 << self._sample_bits) - 1) == 0
 
     def arm(self, version: str | None) -> Arm:
         return self.arms[version]
@@ -103,7 +134,7 @@ class Tally:
         if decision.error is not None:
             arm.errors += 1
             return
-        if not decision.items:
+        if not decision.items or not self._sampled(decision.user_id):
             return
         arm.shown += 1
         shown = _Shown(
@@ -116,9 +147,12 @@ class Tally:
                 arm.clicked += 1
                 break
         self._shown[decision.user_id].append(shown)
+        self._pending += 1
         self._advance(decision.ts)
 
     def add_click(self, user: str, item: str, ts: int) -> None:
+        if not self._sampled(user):
+            return
         click = _Click(ts, item)
         # The latest decision before the click that showed the item gets the credit.
         for shown in reversed(self._shown.get(user, ())):
@@ -128,6 +162,7 @@ class Tally:
                 break
         else:
             self._clicks[user].append(click)
+            self._pending += 1
         self._advance(ts)
 
     def _follows(self, shown: _Shown, click: _Click) -> bool:
@@ -136,24 +171,40 @@ class Tally:
     def _advance(self, ts: int) -> None:
         self._watermark = max(self._watermark, ts)
         self._since_prune += 1
-        if self._since_prune >= 10_000:
+        if self._since_prune >= 10_000 or self._pending > self.max_pending:
             self.prune()
 
     def prune(self) -> None:
-        """Forget what can no longer be joined: memory follows traffic in one window."""
+        """Forget what can no longer be joined (memory follows traffic in one window), then
+        halve the sample until what is left fits in ``max_pending``."""
         self._since_prune = 0
         horizon = self._watermark - 2 * self.attribution_ms
+        self._keep(lambda user, entry: entry.ts >= horizon)
+        while self._pending > self.max_pending:
+            self._sample_bits += 1
+            self._keep(lambda user, entry: self._sampled(user))
+
+    def _keep(self, keep: Callable[[str, _Shown | _Click], bool]) -> None:
+        pending = 0
         for table in (self._shown, self._clicks):
             for user in list(table):
-                kept = [entry for entry in table[user] if entry.ts >= horizon]
+                kept = [entry for entry in table[user] if keep(user, entry)]
                 if kept:
                     table[user] = kept  # type: ignore[assignment]
+                    pending += len(kept)
                 else:
                     del table[user]
+        self._pending = pending
 
     @property
     def pending(self) -> int:
-        return sum(map(len, self._shown.values())) + sum(map(len, self._clicks.values()))
+        """Decisions and clicks kept for the click-through join."""
+        return self._pending
+
+    @property
+    def newest_ms(self) -> int:
+        """The newest timestamp read so far (how far behind the reader is)."""
+        return self._watermark
 
 
 @dataclass(frozen=True)

@@ -22,22 +22,38 @@ PLURAL = "personalizationpipelines"
 SINGULAR = "personalizationpipeline"
 SHORT_NAMES = ("ppl",)
 API_VERSION = f"{GROUP}/{VERSION}"
+# What a new events topic gets when its partitions are unset (render.topics uses it).
+DEFAULT_EVENTS_PARTITIONS = 12
 # The longest child name, <name>-stream-worker, must stay a 63-character DNS label, and the
 # pods' generated names need room too.
 MAX_NAME_LENGTH = 40
 
-DURATION_PATTERN = r"^[0-9]+(ms|s|m|h|d)$"
+# At most nine digits: a duration is a float of seconds everywhere (a 400-digit one
+# overflowed).
+DURATION_PATTERN = r"^[0-9]{1,9}(ms|s|m|h|d)$"
+POSITIVE_DURATION_PATTERN = r"^[1-9][0-9]{0,8}(ms|s|m|h|d)$"
+# resource.Quantity, as Kubernetes' own CRDs write it.
+QUANTITY_PATTERN = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]"
+    r"|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+# A label value, and a label key: an optional DNS-subdomain prefix and a name.
+LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+LABEL_KEY_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$"
+)
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
-IntOrString = int | str
+Quantity = int | Annotated[str, Field(pattern=QUANTITY_PATTERN)]
 
 
 def parse_duration(text: str) -> float:
     """Seconds in a duration like ``30m`` (the units of DURATION_PATTERN)."""
-    match = re.fullmatch(r"([0-9]+)(ms|s|m|h|d)", text)
+    match = re.fullmatch(DURATION_PATTERN[1:-1], text)
     if match is None:
         raise ValueError(f"{text!r} is not a duration like 500ms, 30s, 30m, 12h or 7d")
-    return int(match[1]) * _DURATION_UNITS[match[2]]
+    return int(text[: match.start(1)]) * _DURATION_UNITS[match[1]]
 
 
 def _cel(rule: str, message: str, field_path: str | None = None) -> dict[str, Any]:
@@ -66,6 +82,19 @@ class SecretReference(ApiModel):
 
 class KafkaSpec(ApiModel):
     """How the operator and the pipeline programs reach Kafka."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "!self.securityProtocol.startsWith('SASL') || has(self.authSecretRef)",
+                    "authSecretRef is required with a SASL securityProtocol: the clients would"
+                    " connect with an empty user",
+                    ".authSecretRef",
+                )
+            ]
+        }
+    )
 
     bootstrap_servers: str = Field(
         min_length=1,
@@ -96,15 +125,16 @@ class TopicSpec(ApiModel):
         json_schema_extra={
             "x-kubernetes-validations": [
                 _cel(
-                    "!has(oldSelf.partitions) || (has(self.partitions) &&"
-                    " self.partitions >= oldSelf.partitions)",
-                    "partitions may only grow: Kafka cannot remove partitions",
+                    "!has(oldSelf.partitions) || !has(self.partitions) ||"
+                    " self.partitions >= oldSelf.partitions",
+                    "partitions may only grow: Kafka cannot remove partitions (unset keeps"
+                    " what the topic has)",
                     ".partitions",
                 ),
                 _cel(
-                    "!has(oldSelf.replicationFactor) || (has(self.replicationFactor) &&"
-                    " self.replicationFactor == oldSelf.replicationFactor)",
-                    "replicationFactor is immutable once set",
+                    "!has(oldSelf.replicationFactor) || !has(self.replicationFactor) ||"
+                    " self.replicationFactor == oldSelf.replicationFactor",
+                    "replicationFactor is immutable once set (unset keeps what the topic has)",
                     ".replicationFactor",
                 ),
             ]
@@ -116,8 +146,9 @@ class TopicSpec(ApiModel):
         ge=1,
         le=10000,
         description=(
-            "Number of partitions; may only grow. Unset: the events topic's count for"
-            " profiles and trending, the broker default otherwise."
+            "Number of partitions; may only grow. Unset: an existing topic keeps its count; a"
+            f" new one gets {DEFAULT_EVENTS_PARTITIONS} (events), the events topic's count"
+            " (profiles and trending, which also grow with it) or the broker default (others)."
         ),
     )
     replication_factor: int | None = Field(
@@ -158,13 +189,9 @@ def _topic(description: str) -> Any:
 class TopicsSpec(ApiModel):
     """The pipeline's Kafka topics, named <namespace>.<pipeline>.<role>."""
 
-    events: TopicSpec = Field(
-        default_factory=lambda: TopicSpec(partitions=12),
-        description=(
-            "Click events from the apps, keyed by user_id; its partitions bound the"
-            " stream workers' parallelism."
-        ),
-        json_schema_extra={"default": {"partitions": 12}},
+    events: TopicSpec = _topic(
+        "Click events from the apps, keyed by user_id; its partitions bound the stream"
+        " workers' parallelism."
     )
     profiles: TopicSpec = _topic("User profiles (compacted, keyed by user_id).")
     trending: TopicSpec = _topic("Trending item counts (compacted).")
@@ -187,8 +214,8 @@ DEFAULT_EVENT_WEIGHTS = {"view": 1.0, "click": 2.0, "add_to_cart": 4.0, "purchas
 class FeaturesSpec(ApiModel):
     """How the stream worker turns events into a user profile."""
 
-    half_life: Annotated[str, Field(pattern=DURATION_PATTERN)] = Field(
-        "30m", description="Half-life of a user's affinities, e.g. 30m or 7d."
+    half_life: Annotated[str, Field(pattern=POSITIVE_DURATION_PATTERN)] = Field(
+        "30m", description="Half-life of a user's affinities, e.g. 30m or 7d; more than zero."
     )
     recent_items: int = Field(
         50, ge=1, le=1000, description="How many recent items each user's profile keeps."
@@ -206,10 +233,10 @@ class FeaturesSpec(ApiModel):
 class ResourceRequirements(ApiModel):
     """CPU and memory of each container, as in a Pod spec."""
 
-    requests: dict[str, IntOrString] = Field(
+    requests: dict[str, Quantity] = Field(
         default_factory=dict, description="Minimum resources, e.g. {cpu: 500m, memory: 512Mi}."
     )
-    limits: dict[str, IntOrString] = Field(
+    limits: dict[str, Quantity] = Field(
         default_factory=dict, description="Maximum resources, e.g. {memory: 1Gi}."
     )
 
@@ -245,7 +272,7 @@ class AutoscalingSpec(ApiModel):
 class WorkloadSpec(ApiModel):
     """Common settings of a Deployment Tailor runs."""
 
-    image: str | None = Field(
+    image: Annotated[str, Field(pattern=r"^[^\s]+$", max_length=1024)] | None = Field(
         None, description="Container image. Unset: the image matching the operator's version."
     )
     replicas: int = Field(2, ge=0, le=1000, description="Replicas when autoscaling is off.")
@@ -255,10 +282,24 @@ class WorkloadSpec(ApiModel):
     autoscaling: AutoscalingSpec | None = Field(
         None, description="Scale on CPU with an HPA instead of a fixed replica count."
     )
-    pod_labels: dict[str, str] = Field(
-        default_factory=dict,
-        description="Extra labels on the pods (a service mesh, cost reports). Tailor's own"
-        " labels win where keys clash; the Deployment's selector never changes.",
+    pod_labels: dict[str, Annotated[str, Field(pattern=LABEL_VALUE_PATTERN, max_length=63)]] = (
+        Field(
+            default_factory=dict,
+            max_length=64,
+            description="Extra labels on the pods (a service mesh, cost reports). Tailor's own"
+            " labels win where keys clash; the Deployment's selector never changes.",
+            json_schema_extra={
+                "x-kubernetes-validations": [
+                    _cel(
+                        "self.all(k, k.size() <= 316 && k.matches('"
+                        + LABEL_KEY_PATTERN.replace("\\", "\\\\")
+                        + "'))",
+                        "every key must be a label key: an optional DNS-subdomain prefix and '/',"
+                        " then at most 63 letters, digits, '-', '_' or '.'",
+                    )
+                ]
+            },
+        )
     )
 
 
@@ -325,7 +366,10 @@ class RolloutSpec(ApiModel):
         "Rolling",
         description=(
             "Rolling: replace scorers with zero unavailable. Canary: serve the new model"
-            " beside stable and promote it only when it passes analysis."
+            " beside stable and promote it only when it passes analysis. A canary needs a"
+            " stable model to be judged against: the first model a pipeline gets rolls out"
+            " like Rolling, and removing scorer.model withdraws a running canary and rolls"
+            " the scorers to trending-only ranking."
         ),
     )
     canary: CanarySpec = Field(
@@ -395,7 +439,9 @@ class DecisionSpec(ApiModel):
         json_schema_extra={"default": {}},
     )
     fallback: Literal["trending", "popular"] = Field(
-        "trending", description="What cold-start and unknown users get."
+        "trending",
+        description="What users without a profile get: trending (what is clicked now) or"
+        " popular (the model's most popular items; trending while no model is set).",
     )
 
 

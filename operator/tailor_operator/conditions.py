@@ -45,6 +45,8 @@ class Reason(StrEnum):
     AS_EXPECTED = "AsExpected"
     COMPONENT_FAILING = "ComponentFailing"
     FORBIDDEN = "Forbidden"
+    APPLY_FAILED = "ApplyFailed"
+    KAFKA_CLIENT_ERROR = "KafkaClientError"
     TOPIC_RECREATED = "TopicRecreated"
     PODS_FAILING = "PodsFailing"
     ROLLED_OUT = "RolledOut"

@@ -34,6 +34,10 @@ def _resolve(node: Any, defs: dict[str, Any]) -> Any:
             node["nullable"] = True
         if sorted(o.get("type", "") for o in non_null) == ["integer", "string"]:
             node["x-kubernetes-int-or-string"] = True
+            # A pattern on the string form (a Quantity's) holds for the strings only.
+            pattern = next((o["pattern"] for o in non_null if "pattern" in o), None)
+            if pattern is not None:
+                node["pattern"] = pattern
         elif len(non_null) == 1:
             node = {**non_null[0], **node}
         else:

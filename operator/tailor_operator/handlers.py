@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -63,8 +62,10 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix="tailor.dev", key="last-handled-configuration"
     )
-    # Kopf's own "Handler succeeded" Events would drown ours.
-    settings.posting.level = logging.WARNING
+    # Every Event comes from KubeAdapter.post_event: one reporting component and instance,
+    # repeats counted. Kopf's own ("Handler failed temporarily", from "kopf") would only
+    # repeat what ours say.
+    settings.posting.enabled = False
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     memo.runtime = Runtime(
@@ -133,10 +134,12 @@ async def delete_pipeline_topics(
 ) -> None:
     """Holds the finalizer only while topics are deleted, and never forever."""
     if annotations.get(naming.RELEASE_FINALIZER_ANNOTATION, "").lower() == "true":
-        kopf.warn(
+        await _post(
+            memo.runtime,
             body,
-            reason="FinalizerReleased",
-            message=f"{naming.RELEASE_FINALIZER_ANNOTATION} is set: topics left in Kafka",
+            "Warning",
+            "FinalizerReleased",
+            f"{naming.RELEASE_FINALIZER_ANNOTATION} is set: topics left in Kafka",
         )
         return
     runtime: Runtime = memo.runtime
@@ -144,16 +147,26 @@ async def delete_pipeline_topics(
         failures = await asyncio.to_thread(delete_topics, dict(body), runtime.deps)
     except KafkaUnavailable as exc:
         failures = [str(exc)]
+    except Exception as exc:
+        # An unreadable Secret or a spec the operator cannot use must not hold the
+        # finalizer forever either.
+        failures = [f"{type(exc).__name__}: {exc}"]
     if not failures:
-        kopf.info(body, reason="TopicsDeleted", message="Deleted the pipeline's Kafka topics")
+        await _post(runtime, body, "Normal", "TopicsDeleted", "Deleted the pipeline's Kafka topics")
         return
     if retry + 1 >= DELETE_RETRIES:
-        kopf.warn(
+        await _post(
+            runtime,
             body,
-            reason="TopicDeletionAbandoned",
-            message=f"Gave up deleting topics after {retry + 1} attempts, they remain in"
-            f" Kafka: {'; '.join(failures)}",
+            "Warning",
+            "TopicDeletionAbandoned",
+            f"Gave up deleting topics after {retry + 1} attempts, they remain in Kafka:"
+            f" {'; '.join(failures)}",
         )
         return
     logger.warning("Deleting topics failed (attempt %d): %s", retry + 1, failures)
     raise kopf.TemporaryError("; ".join(failures), delay=backoff(retry))
+
+
+async def _post(runtime: Runtime, body: kopf.Body, type_: str, reason: str, message: str) -> None:
+    await asyncio.to_thread(runtime.deps.kube.post_event, dict(body), type_, reason, message)

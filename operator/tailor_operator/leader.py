@@ -2,6 +2,11 @@
 
 The decision is pure (``lease_decision``); ``LeaseElector`` only reads and writes the Lease
 with optimistic concurrency, so two replicas can never both believe they hold it.
+
+Expiry is measured as client-go measures it: from the moment this replica last saw the
+Lease record change, on its own monotonic clock. The holder's ``renewTime`` comes from the
+holder's clock, so comparing it with ours would let a standby with a clock running ahead
+take a live lease.
 """
 
 from __future__ import annotations
@@ -11,8 +16,8 @@ import http.server
 import logging
 import threading
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from kubernetes import client
@@ -23,24 +28,29 @@ _log = logging.getLogger("tailor.leader")
 Decision = Literal["acquire", "renew", "wait"]
 
 
-def _parse_time(text: str | None) -> datetime.datetime | None:
-    if not text:
-        return None
-    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def lease_decision(spec: Mapping[str, Any], identity: str, now: datetime.datetime) -> Decision:
-    """What a candidate should do with a Lease whose spec it just read."""
+def lease_decision(spec: Mapping[str, Any], identity: str, unchanged_seconds: float) -> Decision:
+    """What a candidate should do with a Lease whose spec it just read.
+    ``unchanged_seconds``: how long, on this replica's clock, the record has looked exactly
+    like this (0 when it just changed or was first seen)."""
     holder = spec.get("holderIdentity")
     if holder == identity:
         return "renew"
     if not holder:
         return "acquire"
-    renewed = _parse_time(spec.get("renewTime")) or _parse_time(spec.get("acquireTime"))
     duration = float(spec.get("leaseDurationSeconds") or 0)
-    if renewed is None or now >= renewed + datetime.timedelta(seconds=duration):
+    if unchanged_seconds >= duration:
         return "acquire"
     return "wait"
+
+
+def lease_record(spec: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What identifies one renewal: a holder that renews writes a new renewTime."""
+    return (
+        spec.get("holderIdentity"),
+        spec.get("renewTime"),
+        spec.get("acquireTime"),
+        spec.get("leaseDurationSeconds"),
+    )
 
 
 def _micro_time(now: datetime.datetime) -> str:
@@ -55,6 +65,16 @@ class LeaseElector:
     identity: str
     lease_seconds: int = 15
     renew_seconds: float = 5.0
+    clock: Callable[[], float] = time.monotonic
+    # The record last read and when (self.clock) it was first read like that.
+    _observed: tuple[Any, ...] | None = field(default=None, init=False)
+    _observed_at: float = field(default=0.0, init=False)
+
+    def _unchanged_seconds(self, spec: Mapping[str, Any]) -> float:
+        record, now = lease_record(spec), self.clock()
+        if record != self._observed:
+            self._observed, self._observed_at = record, now
+        return now - self._observed_at
 
     def try_hold(self) -> bool:
         """Acquire or renew once; True while this replica is the leader."""
@@ -72,7 +92,7 @@ class LeaseElector:
             "acquireTime": _as_text(spec.get("acquire_time")),
             "leaseDurationSeconds": spec.get("lease_duration_seconds"),
         }
-        decision = lease_decision(camel, self.identity, now)
+        decision = lease_decision(camel, self.identity, self._unchanged_seconds(camel))
         if decision == "wait":
             return False
         body: dict[str, Any] = {

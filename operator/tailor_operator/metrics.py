@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 RECONCILES = Counter("tailor_reconciles_total", "Reconciles of a pipeline, by result.", ["result"])
 RECONCILE_SECONDS = Histogram(
@@ -25,4 +25,9 @@ ROLLOUTS = Counter(
     "tailor_rollouts_total",
     "Model rollout steps: canary_started, promoted, rolled_back, canary_failed.",
     ["result"],
+)
+PIPELINE_READY = Gauge(
+    "tailor_pipeline_ready",
+    "1 while a pipeline's Ready condition is True, else 0 (alerts: charts/tailor/monitoring).",
+    ["namespace", "pipeline"],
 )

@@ -16,8 +16,12 @@ MANAGED_ANNOTATION = "tailor.dev/managed"
 RELEASE_FINALIZER_ANNOTATION = "tailor.dev/release-finalizer"
 # Set to a new value (any string, e.g. a timestamp) to roll out a version that failed again.
 RETRY_ROLLOUT_ANNOTATION = "tailor.dev/retry-rollout"
-# On canary scorer pods, beside the component label the Service selects by.
+APP_NAME_LABEL = "app.kubernetes.io/name"
+# On canary scorer pods, whose component is CANARY_COMPONENT.
 TRACK_LABEL = "tailor.dev/track"
+# The canary scorers' component label: not "scorer", so the stable Deployment's selector,
+# its PDB and its HPA never count canary pods.
+CANARY_COMPONENT = "scorer-canary"
 
 Component = Literal["stream-worker", "scorer", "config"]
 TopicRole = Literal["events", "profiles", "trending", "decisions", "dead-letter"]
@@ -29,7 +33,7 @@ def labels(pipeline: str, component: Component) -> dict[str, str]:
     """Labels of every child. Never app.kubernetes.io/instance: Argo CD uses that label to
     track its own resources and would prune children copied from the pipeline's."""
     return {
-        "app.kubernetes.io/name": f"tailor-{component}",
+        APP_NAME_LABEL: f"tailor-{component}",
         COMPONENT_LABEL: component,
         "app.kubernetes.io/part-of": "tailor",
         "app.kubernetes.io/managed-by": MANAGED_BY,
@@ -42,8 +46,27 @@ def selector(pipeline: str, component: Component) -> dict[str, str]:
     return {PIPELINE_LABEL: pipeline, COMPONENT_LABEL: component}
 
 
-def config_map(pipeline: str) -> str:
-    return f"{pipeline}-config"
+def canary_labels(pipeline: str) -> dict[str, str]:
+    """Labels of the canary scorers: the same program (app name) as the stable ones, its
+    own component and track."""
+    return {**labels(pipeline, "scorer"), COMPONENT_LABEL: CANARY_COMPONENT, TRACK_LABEL: "canary"}
+
+
+def canary_selector(pipeline: str) -> dict[str, str]:
+    return {PIPELINE_LABEL: pipeline, COMPONENT_LABEL: CANARY_COMPONENT}
+
+
+def scorer_service_selector(pipeline: str) -> dict[str, str]:
+    """What the scorer Service selects: every scorer pod of the pipeline, stable and canary
+    (the app name both carry; the stable pods had it before canaries got their own
+    component, so changing to it never left the Service without endpoints)."""
+    return {PIPELINE_LABEL: pipeline, APP_NAME_LABEL: "tailor-scorer"}
+
+
+def config_map(pipeline: str, reader: str, digest: str) -> str:
+    """One version of one program's settings (``reader``: stream-worker, scorer or
+    scorer-canary; ``digest``: the hash of the file)."""
+    return f"{pipeline}-{reader}-config-{digest[:10]}"
 
 
 def stream_worker(pipeline: str) -> str:

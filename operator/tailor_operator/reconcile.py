@@ -6,11 +6,10 @@ a child's change, a timer): the same spec always leads to the same world.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -25,7 +24,7 @@ from tailor_operator.adapters.kafka_admin import (
     KafkaUnavailable,
     TopicOperationFailed,
 )
-from tailor_operator.adapters.kube import KubeAdapter
+from tailor_operator.adapters.kube import KubeAdapter, api_message
 from tailor_operator.conditions import Reason
 from tailor_operator.kube_events import Event
 from tailor_operator.ownership import change_marker
@@ -118,10 +117,12 @@ class _TopicsResult:
 
 
 def _reconcile_topics(pipeline: Pipeline, deps: Dependencies) -> _TopicsResult:
-    desired = desired_topics(pipeline)
+    names = [pipeline.topic_name(role) for role in naming.TOPIC_ROLES]
     try:
         admin = deps.kafka_admin(kafka_client_config(pipeline, deps.kube))
-        actual = admin.describe([t.name for t in desired])
+        actual = admin.describe(names)
+        events = actual.get(pipeline.topic_name("events"))
+        desired = desired_topics(pipeline, events.partitions if events else None)
         plan = topic_plan.plan_topic_changes(desired, actual)
         failures = admin.execute(plan) if not plan.empty else []
         if not plan.empty:
@@ -136,6 +137,17 @@ def _reconcile_topics(pipeline: Pipeline, deps: Dependencies) -> _TopicsResult:
         )
     except TopicOperationFailed as exc:
         return _TopicsResult("False", Reason.TOPIC_ERROR, str(exc), {})
+    except ApiException as exc:  # the credentials Secret
+        return _TopicsResult("False", Reason.KAFKA_CLIENT_ERROR, api_message(exc), {})
+    except Exception as exc:
+        # librdkafka refusing the client's configuration, an undecodable Secret: the spec
+        # or the Secret must change, and the condition says which.
+        return _TopicsResult(
+            "False",
+            Reason.KAFKA_CLIENT_ERROR,
+            f"cannot create the Kafka client: {type(exc).__name__}: {exc}",
+            {},
+        )
     topics: dict[str, api.TopicStatus] = {
         t.role: api.TopicStatus(
             name=t.name,
@@ -196,6 +208,9 @@ def slim_pod(pod: Mapping[str, Any]) -> dict[str, Any]:
     ready: Mapping[str, Any] = next(
         (c for c in status.get("conditions", []) if c.get("type") == "Ready"), {}
     )
+    scheduled: Mapping[str, Any] = next(
+        (c for c in status.get("conditions", []) if c.get("type") == "PodScheduled"), {}
+    )
     containers = status.get("containerStatuses") or [{}]
     first = containers[0]
     waiting = (first.get("state") or {}).get("waiting") or {}
@@ -210,6 +225,12 @@ def slim_pod(pod: Mapping[str, Any]) -> dict[str, Any]:
         "waiting": waiting.get("reason"),
         "restarts": int(first.get("restartCount", 0)),
         "last_exit": (f"exit {last.get('exitCode')}: {message[0][:300]}" if last else ""),
+        # The scheduler's reason a pod has no node, e.g. "0/3 nodes are available: ...".
+        "unschedulable": (
+            f"{scheduled.get('reason')}: {scheduled.get('message', '')[:300]}"
+            if scheduled.get("status") == "False" and scheduled.get("reason")
+            else ""
+        ),
     }
 
 
@@ -219,7 +240,9 @@ def _failing_pods(pods: Sequence[Mapping[str, Any]], now: str) -> list[str]:
     for pod in pods:
         if pod["ready"]:
             continue
-        if pod["waiting"] in _BROKEN:
+        if pod.get("unschedulable"):
+            found.append(f"{pod['name']}: {pod['unschedulable']}")
+        elif pod["waiting"] in _BROKEN:
             detail = f"{pod['name']}: {pod['waiting']} ({pod['restarts']} restarts)"
             if pod["last_exit"]:
                 detail += f", last {pod['last_exit']}"
@@ -259,6 +282,19 @@ def deployment_availability(
         )
     if desired == 0:
         return _Availability("True", Reason.SUSPENDED, "scaled to zero", False, 0, 0)
+    # The ReplicaSet cannot create pods (quota, admission, an invalid pod): the Deployment
+    # controller copies its FailedCreate here at once, long before the progress deadline.
+    replica_failure = by_type.get("ReplicaFailure", {})
+    if replica_failure.get("status") == "True":
+        return _Availability(
+            "False",
+            Reason.PODS_FAILING,
+            f"{ready}/{desired} replicas ready; pods cannot be created:"
+            f" {replica_failure.get('reason')}: {replica_failure.get('message', '')}",
+            True,
+            desired,
+            ready,
+        )
     current = status.get("observedGeneration", 0) >= deployment["metadata"].get("generation", 0)
     # Old pods still running: the rollout is not done, whatever the new ones count (an old
     # ready pod and a new crash-looping one make updated, available and ready all 1 of 1).
@@ -292,6 +328,16 @@ def deployment_availability(
     )
 
 
+class ChildRefused(Exception):
+    """The API server refused to apply one child."""
+
+    def __init__(self, child: str, exc: ApiException) -> None:
+        super().__init__(f"{child}: {api_message(exc)}")
+        self.child = child
+        self.status = exc.status
+        self.message = api_message(exc)
+
+
 def _apply_children(
     pipeline: Pipeline,
     children: list[Child],
@@ -308,7 +354,10 @@ def _apply_children(
             if deps.kube.delete_if_owned(pipeline, child):
                 deleted.append(child.key)
             continue
-        applied = deps.kube.apply(pipeline, child)
+        try:
+            applied = deps.kube.apply(pipeline, child)
+        except ApiException as exc:
+            raise ChildRefused(child.key, exc) from exc
         stored[child.key] = applied.object
         if applied.created:
             created.append(child.key)
@@ -321,47 +370,47 @@ def _apply_children(
 
 
 def _invalid(body: Mapping[str, Any], exc: pydantic.ValidationError, now: str) -> Outcome:
-    previous = _previous_status(body)
-    generation = int(body["metadata"].get("generation", 0))
     message = "; ".join(
         f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
     )
-    conds = conditions.set_condition(
-        previous.conditions,
-        conditions.READY,
-        "False",
-        Reason.INVALID_SPEC,
-        message,
-        generation,
-        now,
-    )
-    status = previous.model_copy(update={"conditions": conds, "observed_generation": generation})
-    return Outcome(status=_changed(previous, status), invalid=message)
+    return _stopped(body, Reason.INVALID_SPEC, message, now, invalid=True)
 
 
-def _api_message(exc: ApiException) -> str:
-    try:
-        return str(json.loads(exc.body)["message"])
-    except (TypeError, ValueError, KeyError):
-        return str(exc.reason)
-
-
-def _forbidden(body: Mapping[str, Any], message: str, now: str) -> Outcome:
-    """The API server refused: say who may not do what, and retry (RBAC can be fixed)."""
+def _stopped(
+    body: Mapping[str, Any], reason: Reason, message: str, now: str, invalid: bool = False
+) -> Outcome:
+    """A reconcile that could not go on: Ready=False with the reason and the cause's own
+    message, and a Warning Event. An invalid spec waits for a new one; anything else (RBAC,
+    an admission policy, a quota, the API server) may be fixed outside, so it is retried with
+    backoff."""
     previous = _previous_status(body)
     generation = int(body["metadata"].get("generation", 0))
-    text = f"the operator's RBAC does not allow this: {message}"
     conds = conditions.set_condition(
-        previous.conditions, conditions.READY, "False", Reason.FORBIDDEN, text, generation, now
+        previous.conditions, conditions.READY, "False", reason, message, generation, now
     )
-    conds = conditions.set_condition(
-        conds, conditions.DEGRADED, "True", Reason.FORBIDDEN, text, generation, now
-    )
-    status = previous.model_copy(update={"conditions": conds})
+    update: dict[str, Any] = {"conditions": conds}
+    if invalid:
+        update["observed_generation"] = generation
+    else:
+        update["conditions"] = conditions.set_condition(
+            conds, conditions.DEGRADED, "True", reason, message, generation, now
+        )
+    status = previous.model_copy(update=update)
     return Outcome(
         status=_changed(previous, status),
-        events=[Event("Warning", Reason.FORBIDDEN, text)],
-        retry=True,
+        events=[Event("Warning", reason, message)],
+        retry=not invalid,
+        invalid=message if invalid else None,
+    )
+
+
+def _refused(body: Mapping[str, Any], exc: ChildRefused, now: str) -> Outcome:
+    if exc.status == 403:
+        return _stopped(
+            body, Reason.FORBIDDEN, f"the operator's RBAC does not allow this: {exc.message}", now
+        )
+    return _stopped(
+        body, Reason.APPLY_FAILED, f"the API server refused {exc.child}: {exc.message}", now
     )
 
 
@@ -441,7 +490,15 @@ def reconcile(
     events: list[Event] = []
     previous = _previous_status(body)
     served = rollout.served(pipeline, previous.model)
-    children = desired_children(pipeline, deps.images, served, _canary_possible(pipeline, previous))
+    # The events topic's partitions as last seen: the workers' HPA is capped by them.
+    known_events = previous.topics["events"].partitions if "events" in previous.topics else None
+    try:
+        children = desired_children(
+            pipeline, deps.images, served, _canary_possible(pipeline, previous), known_events
+        )
+    except (ValueError, ArithmeticError) as exc:
+        # What the schema cannot express (the programs' own settings validation).
+        return _stopped(body, Reason.INVALID_SPEC, f"cannot render the pipeline: {exc}", now, True)
     # Kafka and the API server share nothing: reconcile the topics while the children apply.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="topics") as pool:
         topics_future = pool.submit(_reconcile_topics, pipeline, deps)
@@ -454,17 +511,20 @@ def reconcile(
             if served_now != served:
                 stored = _apply_children(
                     pipeline,
-                    desired_children(pipeline, deps.images, served_now, True),
+                    desired_children(pipeline, deps.images, served_now, True, known_events),
                     deps,
                     events,
                     created,
                 )
-        except ApiException as exc:
-            if exc.status != 403:
-                raise
+        except ChildRefused as exc:
             topics_future.result()
-            return _forbidden(body, _api_message(exc), now)
+            return _refused(body, exc, now)
         topics = topics_future.result()
+        if "events" in topics.topics and topics.topics["events"].partitions != known_events:
+            try:
+                _recap_worker_hpa(pipeline, topics.topics["events"].partitions, deps, stored)
+            except ChildRefused as exc:
+                return _refused(body, exc, now)
     if topics.status == "False" and not topics.unavailable:
         events.append(Event("Warning", topics.reason, topics.message))
     if sum(topics.operations.values()):
@@ -488,6 +548,13 @@ def reconcile(
         now,
         pods,
     )
+    if _settled(stored.values()):
+        # No old pod runs any more, so no restart can need an old version of the settings.
+        keep = {c.name for c in children if c.kind == "ConfigMap" and c.manifest is not None}
+        try:
+            deps.kube.delete_stale_config_maps(pipeline, keep)
+        except ApiException as exc:  # tidying up: the next settled reconcile tries again
+            _log.warning("Could not delete old settings of %s: %s", pipeline.name, exc.reason)
     known = {t.name for t in previous.topics.values()}
     recreated = [name for name in topics.created if name in known]
     if recreated:
@@ -631,6 +698,37 @@ _READY_PARTS = (
     conditions.STREAM_WORKER_AVAILABLE,
     conditions.SCORER_AVAILABLE,
 )
+
+
+def _settled(stored: Iterable[Mapping[str, Any]]) -> bool:
+    """Has every Deployment finished rolling out: observed its latest spec, with every pod
+    of the current version (none of an older one left)?"""
+    for obj in stored:
+        if obj.get("kind") != "Deployment":
+            continue
+        status = obj.get("status") or {}
+        if status.get("observedGeneration", 0) < obj["metadata"].get("generation", 0):
+            return False
+        if int(status.get("replicas", 0)) > int(status.get("updatedReplicas", 0)):
+            return False
+    return True
+
+
+def _recap_worker_hpa(
+    pipeline: Pipeline, partitions: int, deps: Dependencies, stored: dict[str, dict[str, Any]]
+) -> None:
+    """The events topic turned out to have another count than the HPA was rendered for
+    (created, grown, or first seen): apply the workers' HPA again, capped by the real one."""
+    hpa_key = f"HorizontalPodAutoscaler/{naming.stream_worker(pipeline.name)}"
+    if hpa_key not in stored:
+        return
+    # Rendering is pure and cheap: render all, apply the one child whose cap moved.
+    children = desired_children(pipeline, deps.images, existing_events=partitions)
+    hpa = next(c for c in children if c.key == hpa_key)
+    try:
+        stored[hpa_key] = deps.kube.apply(pipeline, hpa).object
+    except ApiException as exc:
+        raise ChildRefused(hpa_key, exc) from exc
 
 
 def _rollout_active(model: api.ModelStatus | None) -> bool:

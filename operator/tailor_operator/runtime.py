@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -55,6 +56,19 @@ _ROLLOUT_RESULTS: dict[str, str] = {
     Reason.ROLLED_BACK: "rolled_back",
     Reason.CANARY_FAILED: "canary_failed",
 }
+
+
+def _record_ready(key: Key, status: dict[str, Any] | None) -> None:
+    """tailor_pipeline_ready from the status as written (or, unchanged, as stored)."""
+    conds = (status or {}).get("conditions") or []
+    ready = next((c for c in conds if c.get("type") == conditions.READY), None)
+    if ready is not None:
+        metrics.PIPELINE_READY.labels(*key).set(1 if ready.get("status") == "True" else 0)
+
+
+def _forget_ready(key: Key) -> None:
+    with contextlib.suppress(KeyError):  # it never had a status
+        metrics.PIPELINE_READY.remove(*key)
 
 
 def _slim(deployment: dict[str, Any]) -> dict[str, Any]:
@@ -136,6 +150,9 @@ class Runtime:
         if event_type == "DELETED":
             seen[name] = None
             self._deployments.get(key, {}).pop(name, None)
+            applied = self._applied.get(key)
+            if applied is not None and name not in applied:
+                return  # not ours any more (an old version of the settings we deleted)
             self.trigger(*key, full=True)
             return
         seen[name] = change_marker(child)
@@ -193,6 +210,7 @@ class Runtime:
                 full = self._queued.pop(key, True) or self._drift(key) or key not in self._applied
                 body = await asyncio.to_thread(self.deps.kube.get_pipeline, *key)
                 if body is None:
+                    _forget_ready(key)
                     self._known.discard(key)
                     self._deployments.pop(key, None)
                     self._applied.pop(key, None)
@@ -254,6 +272,7 @@ class Runtime:
             await asyncio.to_thread(
                 self.deps.kube.patch_status, meta["namespace"], meta["name"], outcome.status
             )
+        _record_ready(key, outcome.status or body.get("status"))
         metrics.STATUS_REFRESHES.inc()
         if outcome.rollout_active:
             self._check_later(key)
@@ -284,6 +303,7 @@ class Runtime:
             await asyncio.to_thread(
                 self.deps.kube.patch_status, meta["namespace"], meta["name"], outcome.status
             )
+        _record_ready(key, outcome.status or body.get("status"))
         if repairs:
             await self._report_repairs(body, repairs)
         if outcome.recreated_topics:

@@ -40,8 +40,41 @@ def setup_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, handlers=[handler], force=True)
 
 
+class _BoundedServer(ThreadingHTTPServer):
+    """A thread per connection, but at most ``slots`` of them: a connection beyond that is
+    closed at once (a probe retries) instead of costing another thread."""
+
+    daemon_threads = True
+    # The listen backlog: connections wait there, not in threads.
+    request_queue_size = 128
+
+    def __init__(
+        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], slots: int
+    ) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(slots)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
 class HealthServer:
-    """A tiny HTTP server in a daemon thread. ``ready`` returns (ready?, why not)."""
+    """A tiny HTTP server in a daemon thread. ``ready`` returns (ready?, why not).
+    Connections that send nothing for ``idle_seconds`` are closed, and at most
+    ``max_connections`` are served at once."""
 
     def __init__(
         self,
@@ -50,10 +83,14 @@ class HealthServer:
         alive: Callable[[], tuple[bool, str]] = lambda: (True, "ok"),
         registry: CollectorRegistry = REGISTRY,
         host: str = "0.0.0.0",
+        idle_seconds: float = 5.0,
+        max_connections: int = 16,
     ) -> None:
         checks = {"/healthz": alive, "/readyz": ready}
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = idle_seconds
+
             def do_GET(self) -> None:
                 if self.path == "/metrics":
                     self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
@@ -75,8 +112,7 @@ class HealthServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # probes every few seconds would drown the log
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._server.daemon_threads = True
+        self._server = _BoundedServer((host, port), Handler, max_connections)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 

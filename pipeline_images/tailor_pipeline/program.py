@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import logging
 from pathlib import Path
+from typing import Literal
 
 from tailor_pipeline.observability import setup_logging
 from tailor_pipeline.settings import CONFIG_ENV, PipelineSettings
@@ -15,9 +17,21 @@ from tailor_pipeline.settings import CONFIG_ENV, PipelineSettings
 TERMINATION_LOG = Path("/dev/termination-log")
 
 
+def add_version(parser: argparse.ArgumentParser) -> None:
+    """``--version``: the installed Tailor release, as every Tailor program prints it."""
+    try:
+        version = importlib.metadata.version("tailor")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree
+        version = "unknown (not installed)"
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {version}", help="print the version"
+    )
+
+
 def argument_parser(prog: str, description: str | None) -> argparse.ArgumentParser:
-    """A parser with the flags every program takes: --config and -v."""
+    """A parser with the flags every program takes: --config, -v and --version."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
+    add_version(parser)
     parser.add_argument(
         "--config", help=f"pipeline settings file (default ${CONFIG_ENV}, else the ConfigMap mount)"
     )
@@ -25,15 +39,22 @@ def argument_parser(prog: str, description: str | None) -> argparse.ArgumentPars
     return parser
 
 
-def start(args: argparse.Namespace, log: logging.Logger) -> PipelineSettings | None:
-    """Set up logging and read the settings; None (after logging why) when they cannot be
-    read, and the program should exit with status 2."""
+def start(
+    args: argparse.Namespace, log: logging.Logger, section: Literal["worker", "scorer"]
+) -> PipelineSettings | None:
+    """Set up logging and read the settings, which must have the program's ``section``;
+    None (after logging why) when they cannot be read, and the program should exit 2."""
     setup_logging(logging.DEBUG if args.verbose else logging.INFO)
     try:
-        return PipelineSettings.load(args.config)
+        settings = PipelineSettings.load(args.config)
+        if section == "worker":
+            settings.worker_settings()
+        else:
+            settings.scorer_settings()
     except (OSError, ValueError) as exc:
         log.error("Cannot load the pipeline settings: %s", exc)
         return None
+    return settings
 
 
 def give_up(log: logging.Logger, code: int, reason: str) -> int:

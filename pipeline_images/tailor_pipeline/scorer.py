@@ -49,18 +49,46 @@ MODEL_INFO = Gauge("tailor_scorer_model_info", "The loaded model", ["name", "ver
 LOGGED = Counter("tailor_scorer_decisions_logged", "Decisions written to the decisions topic")
 DROPPED = Counter("tailor_scorer_decision_log_dropped", "Decision log lines dropped (queue full)")
 
-MAX_BODY_BYTES = 64 * 1024
+MAX_CANDIDATES = 10_000
+MAX_EXCLUDE = 1_000
+MAX_ITEM_ID = 256
+# A request's context may nest this deep (JSON that nests deeper is refused with 400, not
+# a RecursionError).
+MAX_CONTEXT_DEPTH = 32
+# The largest valid request fits by construction: every candidate and excluded id at its
+# longest (quoted, comma-separated), plus 64 KiB for the user id and the context.
+MAX_BODY_BYTES = 64 * 1024 + (MAX_CANDIDATES + MAX_EXCLUDE) * (MAX_ITEM_ID + 3)
 TRENDING_TOP = 200
 TRENDING_REFRESH_S = 1.0
 DRAIN_SECONDS = 0.005
+
+
+ItemId = Annotated[str, msgspec.Meta(max_length=MAX_ITEM_ID)]
 
 
 class DecideRequest(msgspec.Struct, forbid_unknown_fields=True):
     user_id: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
     k: Annotated[int, msgspec.Meta(ge=1, le=MAX_K)] | None = None
     context: dict[str, Any] | None = None
-    exclude: Annotated[list[str], msgspec.Meta(max_length=1000)] | None = None
-    candidates: Annotated[list[str], msgspec.Meta(max_length=10_000)] | None = None
+    exclude: Annotated[list[ItemId], msgspec.Meta(max_length=MAX_EXCLUDE)] | None = None
+    candidates: Annotated[list[ItemId], msgspec.Meta(max_length=MAX_CANDIDATES)] | None = None
+
+
+def _nests_deeper(value: Any, limit: int) -> bool:
+    """Does a decoded JSON value nest more than ``limit`` containers deep? Iterative: the
+    point is to refuse what recursion cannot handle."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = (
+            node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        )
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
 
 
 _decide_decoder = msgspec.json.Decoder(DecideRequest)
@@ -102,6 +130,8 @@ class ProfileTable:
                 "isolation.level": "read_committed",
                 "enable.partition.eof": True,
                 "fetch.wait.max.ms": 50,
+                # librdkafka's own lines through logging: JSON like every other line.
+                "logger": _log,
             }
         )
         try:
@@ -192,7 +222,13 @@ class DecisionLog:
         self._pending: collections.deque[tuple[str, bytes]] = collections.deque()
         self._stopping = threading.Event()
         self._producer = Producer(
-            {**kafka, "linger.ms": 50, "compression.type": "lz4", "enable.idempotence": True}
+            {
+                **kafka,
+                "linger.ms": 50,
+                "compression.type": "lz4",
+                "enable.idempotence": True,
+                "logger": _log,
+            }
         )
         self._thread = threading.Thread(target=self._run, name="decision-log", daemon=True)
 
@@ -293,7 +329,7 @@ class Scorer:
     rng: random.Random = field(default_factory=random.Random)
 
     def load_model(self, cache_dir: Path) -> None:
-        ref = self.settings.scorer.model
+        ref = self.settings.scorer_settings().model
         if ref is None:
             _log.info("No model configured: ranking by trending items")
             return
@@ -314,13 +350,13 @@ class Scorer:
 
     @property
     def model_version(self) -> str | None:
-        ref = self.settings.scorer.model
+        ref = self.settings.scorer_settings().model
         return ref.version if ref is not None and self.model is not None else None
 
     def ready(self) -> tuple[bool, str]:
         if self.model_error:
             return False, f"model refused: {self.model_error}"
-        if self.settings.scorer.model is not None and self.model is None:
+        if self.settings.scorer_settings().model is not None and self.model is None:
             return False, "loading the model"
         if self.table.error:
             return False, self.table.error
@@ -334,16 +370,16 @@ class Scorer:
         started = time.perf_counter() if started is None else started
         now_ms = self.clock() * 1000.0
         profile = self.table.profile(request.user_id)
-        scorer = self.settings.scorer
+        scorer = self.settings.scorer_settings()
         ranking = RankingSettings(
             half_life_s=self.settings.features.half_life_s,
             epsilon=scorer.epsilon,
             exclude_purchased=scorer.exclude_purchased,
         )
-        # Cold users get trending items, or the model's popular ones (decision.fallback).
-        trending = (
-            self.table.trending if profile is not None or scorer.fallback == "trending" else []
-        )
+        # Cold users get trending items, or the model's popular ones (decision.fallback);
+        # without a model there is no popularity but trending's.
+        popular_only = profile is None and scorer.fallback == "popular" and self.model is not None
+        trending = [] if popular_only else self.table.trending
         ranked = rank(
             profile,
             self.model,
@@ -444,6 +480,10 @@ def make_app(scorer: Scorer) -> web.Application:
             return _error(400, str(exc), _field_of(str(exc)))
         except msgspec.DecodeError as exc:
             return _error(400, f"body is not JSON: {exc}")
+        except RecursionError:
+            return _error(400, f"context nests deeper than {MAX_CONTEXT_DEPTH}", "context")
+        if parsed.context and _nests_deeper(parsed.context, MAX_CONTEXT_DEPTH):
+            return _error(400, f"context nests deeper than {MAX_CONTEXT_DEPTH}", "context")
         ok, why = scorer.ready()
         if not ok:
             return _error(503, why)

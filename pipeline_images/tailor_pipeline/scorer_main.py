@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         help="where downloaded models are kept (default $TAILOR_MODEL_CACHE or /tmp/tailor-models)",
     )
     args = parser.parse_args(argv)
-    settings = program.start(args, _log)
+    settings = program.start(args, _log, "scorer")
     if settings is None:
         return 2
 
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         decisions.stop()
 
     app.on_cleanup.append(stop)
-    port = args.http_port if args.http_port is not None else settings.scorer.http_port
+    port = args.http_port if args.http_port is not None else settings.scorer_settings().http_port
     _log.info("Scorer of %s/%s on :%d", settings.namespace, settings.pipeline, port)
     web.run_app(app, host=args.host, port=port, print=None, access_log=None)
     return 0

@@ -1,7 +1,8 @@
 """Runtime configuration of the stream worker and the scorer: one typed model, two readers.
 
-The operator renders this model into the pipeline's ConfigMap (key ``pipeline.json``); both
-programs load it from the mounted file. Credentials never appear here: they come from the
+The operator renders this model into one immutable ConfigMap per program and version (key
+``pipeline.json``, each holding only the section its program reads), and each program loads
+it from the mounted file. Credentials never appear here: they come from the
 environment (``TAILOR_KAFKA_USERNAME``, ``TAILOR_KAFKA_PASSWORD``), filled from a Secret.
 """
 
@@ -110,8 +111,20 @@ class PipelineSettings(_Settings):
     kafka: KafkaSettings
     topics: TopicNames
     features: FeatureSettings
-    worker: WorkerSettings
-    scorer: ScorerSettings
+    # A program's file holds its own section, not the other's: a change to the scorers'
+    # settings (a new model) must not change the workers' file, which would roll them.
+    worker: WorkerSettings | None = None
+    scorer: ScorerSettings | None = None
+
+    def worker_settings(self) -> WorkerSettings:
+        if self.worker is None:
+            raise ValueError("these settings have no `worker` section (a scorer's file?)")
+        return self.worker
+
+    def scorer_settings(self) -> ScorerSettings:
+        if self.scorer is None:
+            raise ValueError("these settings have no `scorer` section (a worker's file?)")
+        return self.scorer
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> PipelineSettings:

@@ -11,7 +11,7 @@ where ``C`` is the decayed co-occurrence and ``N`` an item's decayed session wei
 shrinkage term keeps a pair seen once between two rare items from outranking a pair seen
 hundreds of times. Each item keeps its ``neighbours`` most similar items.
 
-    tailor-train --events events.jsonl --out model.tailor --name storefront --version v2
+    tailor-train --events events.jsonl --out model.tailor --name storefront --model-version v2
     tailor-train --topic ns.storefront.events --bootstrap-servers kafka:9092 --out ...
 """
 
@@ -34,6 +34,7 @@ import numpy as np
 
 from tailor_pipeline import events, model
 from tailor_pipeline.events import ClickEvent
+from tailor_pipeline.program import add_version
 
 _log = logging.getLogger("tailor.train")
 
@@ -199,6 +200,7 @@ def _read_topic(bootstrap: str, topic: str, types: set[str]) -> Iterator[ClickEv
             "group.id": "tailor-train",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
+            "logger": _log,
         }
     )
     try:
@@ -224,18 +226,47 @@ def _read_topic(bootstrap: str, topic: str, types: set[str]) -> Iterator[ClickEv
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tailor-train", description=__doc__.splitlines()[0])
+    add_version(parser)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--events", type=Path, help="a JSON-lines file of click events")
     source.add_argument("--topic", help="an events topic to read from the beginning")
-    parser.add_argument("--bootstrap-servers", default="127.0.0.1:9092")
-    parser.add_argument("--out", type=Path, required=True, help="the model file to write")
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--version", required=True)
-    parser.add_argument("--neighbours", type=int, default=TrainingSettings.neighbours)
-    parser.add_argument("--half-life-days", type=float, default=7.0)
-    parser.add_argument("--shrinkage", type=float, default=TrainingSettings.shrinkage)
     parser.add_argument(
-        "--weights", type=json.loads, default=DEFAULT_WEIGHTS, help="event type weights, JSON"
+        "--bootstrap-servers",
+        default="127.0.0.1:9092",
+        help="Kafka brokers, with --topic (default %(default)s)",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="the model file to write")
+    parser.add_argument(
+        "--name", required=True, help="model family, as spec.scorer.model.name names it"
+    )
+    parser.add_argument(
+        "--model-version",
+        required=True,
+        help="the model's version, as spec.scorer.model.version names it (e.g. 2026-11-25)",
+    )
+    parser.add_argument(
+        "--neighbours",
+        type=int,
+        default=TrainingSettings.neighbours,
+        help="neighbours kept per item (default %(default)s)",
+    )
+    parser.add_argument(
+        "--half-life-days",
+        type=float,
+        default=7.0,
+        help="older co-occurrences count less, halving every this many days (default %(default)s)",
+    )
+    parser.add_argument(
+        "--shrinkage",
+        type=float,
+        default=TrainingSettings.shrinkage,
+        help="pulls similarities of rarely seen pairs towards zero (default %(default)s)",
+    )
+    parser.add_argument(
+        "--weights",
+        type=json.loads,
+        default=DEFAULT_WEIGHTS,
+        help="event type weights, JSON (default: the pipeline's default eventWeights)",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="tailor-train: %(message)s")
@@ -260,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         _log.error("%s", exc)
         return 1
     digest = write_model(
-        args.out, arrays, args.name, args.version, events=len(ordered), **vars(settings)
+        args.out, arrays, args.name, args.model_version, events=len(ordered), **vars(settings)
     )
     _log.info(
         "Wrote %s: %d items, %d neighbours each, in %.1fs",

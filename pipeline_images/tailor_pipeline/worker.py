@@ -132,7 +132,7 @@ class StreamWorker:
         self.instance_id = instance_id
         self._clock = clock
         kafka = settings.kafka.client_config(environ)
-        worker = settings.worker
+        worker = settings.worker_settings()
         self._kafka = kafka
         self._consumer = Consumer(
             {
@@ -197,8 +197,8 @@ class StreamWorker:
             on_lost=self._on_lost,
         )
         self._begin()
-        interval = self.settings.worker.transaction_interval_ms / 1000.0
-        max_events = self.settings.worker.transaction_max_events
+        interval = self.settings.worker_settings().transaction_interval_ms / 1000.0
+        max_events = self.settings.worker_settings().transaction_max_events
         try:
             while not should_stop():
                 batch = self._consumer.consume(num_messages=CONSUME_BATCH, timeout=0.05)
@@ -324,7 +324,7 @@ class StreamWorker:
     def _write_state(self) -> None:
         profiles_n = self._partition_counts[self._topics.profiles]
         trending_n = self._partition_counts[self._topics.trending]
-        trending_every = self.settings.worker.trending_interval_ms / 1000.0
+        trending_every = self.settings.worker_settings().trending_interval_ms / 1000.0
         now = time.monotonic()
         for partition, state in self._parts.items():
             target = partition % profiles_n
@@ -452,7 +452,7 @@ class StreamWorker:
         reader = Consumer(
             {
                 **self._kafka,
-                "group.id": f"{self.settings.worker.group_id}.restore",
+                "group.id": f"{self.settings.worker_settings().group_id}.restore",
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
                 "enable.partition.eof": True,

@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--http-port", type=int, help="health and metrics port (default: config)")
     args = parser.parse_args(argv)
-    settings = program.start(args, _log)
+    settings = program.start(args, _log, "worker")
     if settings is None:
         return 2
 
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
 
     worker = StreamWorker(settings, args.instance_id)
-    port = args.http_port if args.http_port is not None else settings.worker.http_port
+    port = args.http_port if args.http_port is not None else settings.worker_settings().http_port
     health = HealthServer(port, ready=worker.ready, alive=worker.alive).start()
     _log.info(
         "Stream worker %s of %s/%s: %s -> %s, health on :%d",

@@ -47,6 +47,43 @@ def test_lint_template_and_a_typo_in_values_fails_clearly(kube, toolchain):
     assert "additional properties 'replicas' not allowed" in typo.stderr
 
 
+def test_the_chart_works_as_a_subchart_with_overrides(kube, toolchain):
+    """Values a parent chart or a platform sets: global, names, an OpenShift-style security
+    context without fixed ids; and what two replicas need: a PDB and a readiness probe."""
+    # Helm merges values into the defaults: null removes a key.
+    openshift = ["podSecurityContext.runAsUser=null", "podSecurityContext.runAsGroup=null"]
+    openshift += ["podSecurityContext.fsGroup=null"]
+    rendered = helm(
+        kube,
+        toolchain,
+        "template",
+        "shop",
+        str(CHART),
+        "-n",
+        "tailor-system",
+        *("--set", "global.imageRegistry=registry.example"),
+        *("--set", "fullnameOverride=personalization"),
+        *("--set", ",".join(openshift)),
+    ).stdout
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(rendered) if d}
+    deployment = docs[("Deployment", "personalization")]
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    container = pod["containers"][0]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    pdb = docs[("PodDisruptionBudget", "personalization")]
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"] == deployment["spec"]["selector"]
+    named = helm(kube, toolchain, "template", "shop", str(CHART), "--set", "nameOverride=ops")
+    assert "name: shop-ops\n" in named.stdout
+    single = helm(kube, toolchain, "template", "shop", str(CHART), "--set", "replicaCount=1")
+    assert "PodDisruptionBudget" not in single.stdout
+
+
 def test_install_and_upgrade_run_the_operator_pods(kube, crd, toolchain, release_namespace):
     ns = release_namespace
     # What the chart renders is accepted by the API server as it is.

@@ -90,6 +90,33 @@ def test_a_valid_pipeline_is_accepted_and_defaulted(kube, crd, namespace):
         # A request's k is at most 100: the default cannot promise more.
         ("spec.decision.defaultK", 101, "spec.decision.defaultK: Invalid value"),
         ("spec.scorer.modle", {}, 'unknown field "spec.scorer.modle"'),
+        (
+            "spec.scorer.autoscaling",
+            {"minReplicas": 5, "maxReplicas": 2},
+            "spec.scorer.autoscaling.minReplicas: Invalid value",
+        ),
+        ("metadata.name", "s" * 41, "metadata.name must be at most 40 characters"),
+        (
+            "spec.kafka.securityProtocol",
+            "SASL_SSL",
+            "spec.kafka.authSecretRef: Invalid value: authSecretRef is required with a SASL"
+            " securityProtocol",
+        ),
+        ("spec.features.halfLife", "0s", "spec.features.halfLife: Invalid value"),
+        ("spec.features.halfLife", "9" * 400 + "s", "spec.features.halfLife: Invalid value"),
+        (
+            "spec.scorer.rollout.canary.analysisDuration",
+            "1234567890m",
+            "spec.scorer.rollout.canary.analysisDuration: Invalid value",
+        ),
+        ("spec.scorer.podLabels", {"team": "a b"}, "spec.scorer.podLabels.team: Invalid value"),
+        ("spec.scorer.podLabels", {"bad key": "x"}, "every key must be a label key"),
+        (
+            "spec.streamWorker.resources",
+            {"requests": {"cpu": "lots"}},
+            "spec.streamWorker.resources.requests.cpu: Invalid value",
+        ),
+        ("spec.scorer.image", "registry/scorer:1 --debug", "spec.scorer.image: Invalid value"),
     ],
 )
 def test_an_invalid_pipeline_is_rejected_naming_the_field(
@@ -98,6 +125,34 @@ def test_an_invalid_pipeline_is_rejected_naming_the_field(
     result = _apply(kube, namespace, _with(path, value))
     assert result.returncode != 0
     assert expected in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        # Documented: the first model rolls out like Rolling; future ones as canaries.
+        ("spec.scorer.rollout.strategy", "Canary"),
+        ("spec.kafka", {"bootstrapServers": "k:9093", "securityProtocol": "SSL"}),
+        ("spec.streamWorker.resources", {"requests": {"cpu": "500m", "memory": "1Gi"}}),
+        ("spec.streamWorker.resources", {"limits": {"cpu": 2}}),
+        ("spec.scorer.podLabels", {"sidecar.istio.io/inject": "true", "team": ""}),
+        ("spec.features.halfLife", "500ms"),
+    ],
+)
+def test_a_valid_combination_is_accepted(kube, crd, namespace, path, value):
+    result = _apply(kube, namespace, _with(path, value))
+    assert result.returncode == 0, result.stderr
+
+
+def test_removing_the_topics_block_keeps_the_partitions_that_exist(kube, crd, namespace):
+    assert _apply(kube, namespace, GOOD).returncode == 0
+    without = _with("spec.streamWorker", {})
+    del without["spec"]["topics"]
+    result = _apply(kube, namespace, without)
+    assert result.returncode == 0, result.stderr
+    stored = yaml.safe_load(kube.kubectl("get", "ppl", "shop", "-n", namespace, "-o", "yaml"))
+    # Defaulting once turned this into {partitions: 12}, which grew a 6-partition topic.
+    assert "partitions" not in stored["spec"]["topics"]["events"]
 
 
 def test_partitions_may_only_grow_and_replication_factor_is_immutable(kube, crd, namespace):

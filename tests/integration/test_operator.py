@@ -27,6 +27,17 @@ def get(kube, namespace: str, what: str, *flags: str) -> dict[str, Any]:
     return json.loads(kube.kubectl("get", what, "-n", namespace, "-o", "json", *flags))
 
 
+def mounted_config_name(kube, namespace: str, deployment: str) -> str:
+    """The settings ConfigMap a Deployment's pods mount (one per program and version)."""
+    spec = get(kube, namespace, f"deployment/{deployment}")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    return str(volumes["config"]["configMap"]["name"])
+
+
+def mounted_config(kube, namespace: str, deployment: str) -> dict[str, Any]:
+    return get(kube, namespace, f"configmap/{mounted_config_name(kube, namespace, deployment)}")
+
+
 def wait_ready(kube, namespace: str, name: str, timeout: int = 120) -> None:
     kube.kubectl(
         "wait", "--for=condition=Ready", f"ppl/{name}", "-n", namespace, f"--timeout={timeout}s"
@@ -109,7 +120,8 @@ def test_every_example_becomes_ready(kube, kafka, operator, namespace, example):
     kinds = sorted(f"{c['kind']}/{c['metadata']['name']}" for c in owned)
     autoscaled = "autoscaling" in manifest["spec"].get("streamWorker", {})
     expected = [
-        f"ConfigMap/{name}-config",
+        f"ConfigMap/{mounted_config_name(kube, namespace, f'{name}-scorer')}",
+        f"ConfigMap/{mounted_config_name(kube, namespace, f'{name}-stream-worker')}",
         f"Deployment/{name}-scorer",
         f"Deployment/{name}-stream-worker",
         *([f"HorizontalPodAutoscaler/{name}-scorer"] if autoscaled else []),
@@ -178,7 +190,7 @@ def test_updates_are_applied_and_roll_pods_only_on_config_change(kube, kafka, op
         return d["spec"]["replicas"] == 3 and annotations["tailor.dev/config-hash"] != hash_before
 
     wait_for(rolled, 30, "the scorer to take 3 replicas and the new config hash")
-    config = get(kube, namespace, "configmap/storefront-config")
+    config = mounted_config(kube, namespace, "storefront-scorer")
     assert json.loads(config["data"]["pipeline.json"])["features"]["half_life_s"] == 7200
     wait_for(
         lambda: all(
@@ -300,6 +312,12 @@ def test_deletion_follows_the_policy(kube, kafka, operator, namespace, policy):
     names = {f"{namespace}.storefront.{role}" for role in ROLES}
     if policy == "Delete":
         wait_for(lambda: not names & set(topics(kafka)), 30, "the topics to be deleted")
+        # Kopf's info-level Events were never posted: this one goes through the operator's.
+        deleted = [
+            e for e in get(kube, namespace, "events")["items"] if e["reason"] == "TopicsDeleted"
+        ]
+        assert len(deleted) == 1
+        assert deleted[0]["reportingComponent"] == "tailor-operator"
     else:
         assert names <= set(topics(kafka))
     wait_for(
@@ -450,7 +468,8 @@ def test_deleted_and_edited_children_are_repaired_from_the_watch(kube, kafka, op
     wait_ready(kube, namespace, "frontpage")
     hpa = get(kube, namespace, "hpa/frontpage-scorer")
     pdb = get(kube, namespace, "pdb/frontpage-scorer")
-    config = get(kube, namespace, "configmap/frontpage-config")["data"]
+    config_name = mounted_config_name(kube, namespace, "frontpage-scorer")
+    config = get(kube, namespace, f"configmap/{config_name}")["data"]
     service_uid = get(kube, namespace, "service/frontpage-scorer")["metadata"]["uid"]
     image = get(kube, namespace, "deployment/frontpage-scorer")["spec"]["template"]["spec"][
         "containers"
@@ -468,9 +487,7 @@ def test_deleted_and_edited_children_are_repaired_from_the_watch(kube, kafka, op
     kube.kubectl(
         "set", "image", "deployment/frontpage-scorer", "*=example.com/evil:1", "-n", namespace
     )
-    kube.kubectl(
-        "delete", "service/frontpage-scorer", "configmap/frontpage-config", "-n", namespace
-    )
+    kube.kubectl("delete", "service/frontpage-scorer", f"configmap/{config_name}", "-n", namespace)
     # A label edit changes no generation, but it changes a field Tailor applied.
     kube.kubectl(
         "label",
@@ -507,8 +524,8 @@ def test_deleted_and_edited_children_are_repaired_from_the_watch(kube, kafka, op
                 s["metadata"]["name"] == "frontpage-scorer" and s["metadata"]["uid"] != service_uid
                 for s in services
             )
-            and get(kube, namespace, "configmap/frontpage-config")["data"] == config
-            if "frontpage-config" in kube.kubectl("get", "configmap", "-n", namespace)
+            and get(kube, namespace, f"configmap/{config_name}")["data"] == config
+            if config_name in kube.kubectl("get", "configmap", "-n", namespace)
             else False
         ) and (
             get(kube, namespace, "hpa/frontpage-scorer")["spec"]["maxReplicas"]
@@ -531,7 +548,7 @@ def test_deleted_and_edited_children_are_repaired_from_the_watch(kube, kafka, op
     for child in (
         "Deployment/frontpage-stream-worker",
         "Service/frontpage-scorer",
-        "ConfigMap/frontpage-config",
+        f"ConfigMap/{config_name}",
         "HorizontalPodAutoscaler/frontpage-scorer",
         "PodDisruptionBudget/frontpage-scorer",
     ):

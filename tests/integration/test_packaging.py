@@ -58,10 +58,19 @@ def install(tmp_path: Path, extra: str, *flags: str) -> Path:
 )
 def test_each_extra_alone_runs_its_programs(extra, programs, modules, tmp_path):
     venv = install(tmp_path, extra)
+    # What the image build does next: keep only this image's programs.
+    prune = REPO / "pipeline_images" / "requirements.py"
+    run(sys.executable, prune, "prune", extra, venv, REPO / "pyproject.toml")
+    assert sorted(p.name for p in (venv / "bin").glob("tailor-*")) == sorted(programs)
     out = run(venv / "bin" / "python", "-c", IMPORT_ALL, *modules)
     assert out.split() == [word for m in modules for word in ("imported", m)]
+    gone = subprocess.run(
+        [venv / "bin" / "python", "-c", "import tailor_localenv"], capture_output=True, check=False
+    )
+    assert gone.returncode != 0, "the local environment must not ship in an image"
     for program in programs:
         assert "usage:" in run(venv / "bin" / program, "--help")
+        assert run(venv / "bin" / program, "--version").startswith(f"{program} 0.")
 
 
 # Sends one request the way every write does, to a closed port on loopback.

@@ -13,7 +13,14 @@ from typing import Any
 import pytest
 
 from tests.helpers import wait_for
-from tests.integration.test_operator import apply, condition, get, minimal, wait_ready
+from tests.integration.test_operator import (
+    apply,
+    condition,
+    get,
+    minimal,
+    mounted_config,
+    wait_ready,
+)
 from tests.pipeline_env import serve_traffic
 
 NAME = "storefront"
@@ -61,11 +68,12 @@ def deployments(kube, namespace: str) -> dict[str, dict[str, Any]]:
     return {d["metadata"]["name"]: d for d in get(kube, namespace, "deployments")["items"]}
 
 
-def served_version(kube, namespace: str, key: str = "pipeline.json") -> str | None:
+def served_version(kube, namespace: str, deployment: str = f"{NAME}-scorer") -> str | None:
+    """The model version in the settings a scorer Deployment's pods mount."""
     import json
 
-    data = get(kube, namespace, f"configmap/{NAME}-config")["data"]
-    return json.loads(data[key])["scorer"]["model"]["version"] if key in data else None
+    data = mounted_config(kube, namespace, deployment)["data"]
+    return json.loads(data["pipeline.json"])["scorer"]["model"]["version"]
 
 
 def start_canary(kube, kafka, operator, namespace, **rollout: Any) -> dict[str, Any]:
@@ -82,9 +90,29 @@ def start_canary(kube, kafka, operator, namespace, **rollout: Any) -> dict[str, 
     labels = canary["spec"]["template"]["metadata"]["labels"]
     service = get(kube, namespace, f"service/{NAME}-scorer")
     assert service["spec"]["selector"].items() <= labels.items(), "canary pods serve too"
+    wait_for(
+        lambda: (
+            deployments(kube, namespace)[f"{NAME}-scorer-canary"]
+            .get("status", {})
+            .get("readyReplicas")
+        ),
+        30,
+        "a ready canary pod",
+    )
+    # The stable scorers' disruption budget counts only their pods (the disruption
+    # controller sums the replicas of every Deployment whose pods its selector matches).
+    stable = deployments(kube, namespace)[f"{NAME}-scorer"]["spec"]["replicas"]
+    wait_for(
+        lambda: (
+            get(kube, namespace, f"pdb/{NAME}-scorer").get("status", {}).get("expectedPods")
+            == stable
+        ),
+        30,
+        f"the scorer PDB to expect {stable} pods, the canary's not among them",
+    )
     assert (
         served_version(kube, namespace),
-        served_version(kube, namespace, "pipeline-canary.json"),
+        served_version(kube, namespace, f"{NAME}-scorer-canary"),
     ) == ("v1", "v2")
     rolled = condition(kube, namespace, NAME, "ModelRolledOut")
     assert (rolled["status"], rolled["reason"]) == ("False", "CanaryAnalysis")
@@ -130,6 +158,19 @@ def test_a_healthy_canary_is_promoted(kube, kafka, operator, namespace):
         lambda: f"{NAME}-scorer-canary" not in deployments(kube, namespace), 30, "canary removed"
     )
     assert served_version(kube, namespace) == "v2"
+    # Every version of the settings was a ConfigMap of its own, never edited; once no old
+    # pod is left, only the ones the Deployments mount remain.
+    mounted = {
+        mounted_config(kube, namespace, d)["metadata"]["name"]
+        for d in (f"{NAME}-scorer", f"{NAME}-stream-worker")
+    }
+
+    def settings_maps() -> set[str]:
+        items = get(kube, namespace, "configmaps", "-l", "app.kubernetes.io/component=config")
+        assert all(cm["immutable"] for cm in items["items"])
+        return {cm["metadata"]["name"] for cm in items["items"]}
+
+    wait_for(lambda: settings_maps() == mounted, 30, "the old settings to be deleted")
     wait_for(
         lambda: condition(kube, namespace, NAME, "ModelRolledOut")["status"] == "True",
         60,

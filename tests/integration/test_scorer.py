@@ -151,7 +151,8 @@ def test_decisions_follow_a_click_made_a_moment_ago(kafka, tmp_path, history):
         ({"user_id": "u", "k": "five"}, 400, "k"),
         ({"user_id": "u", "colour": "red"}, 400, "colour"),
         (b"{not json", 400, None),
-        ({"user_id": "u", "candidates": ["x" * 100] * 2000}, 413, None),
+        # Over the body limit (what the largest valid request needs, 2.9 MB).
+        ({"user_id": "u", "candidates": ["x" * 300] * 10_000}, 413, None),
     ],
 )
 def test_malformed_requests_are_refused_naming_the_field(

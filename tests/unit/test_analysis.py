@@ -106,6 +106,31 @@ def test_prune_forgets_only_what_can_no_longer_be_joined() -> None:
     assert tally.arm("v1").clicked == 1
 
 
+def test_memory_stays_bounded_and_the_rates_stay_right_at_any_traffic() -> None:
+    """60,000 users in one window, 2,000 join entries allowed: the join samples users, both
+    arms alike, and the click-through rates it measures stay near the true ones."""
+    import random
+
+    rng = random.Random(7)
+    tally = Tally(attribution_ms=300_000, max_pending=2_000)
+    true_ctr = {"canary": 0.10, "stable": 0.05}
+    most = 0
+    for n in range(60_000):
+        user, ts = f"user-{n}", 1_000 + n
+        version = "canary" if n % 2 else "stable"
+        tally.add_decision(decision(user, ts, version, items=("a", "b")))
+        if rng.random() < true_ctr[version]:
+            tally.add_click(user, "b", ts + 10)
+        most = max(most, tally.pending)
+    assert most <= 2_001
+    assert tally.sample_rate < 1
+    canary, stable = tally.arm("canary"), tally.arm("stable")
+    assert (canary.requests, stable.requests) == (30_000, 30_000)  # every request counted
+    assert canary.shown < 30_000  # ... but only sampled users joined
+    assert canary.ctr == pytest.approx(0.10, abs=0.02)
+    assert stable.ctr == pytest.approx(0.05, abs=0.015)
+
+
 def test_p99_comes_from_the_histogram_within_five_percent() -> None:
     a = Arm()
     for ms in [1.0] * 990 + [40.0] * 10:

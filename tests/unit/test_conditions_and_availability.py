@@ -159,3 +159,42 @@ def test_an_unready_pod_fails_only_after_the_grace_period() -> None:
     late = deployment_availability(deployment(ready=1), [unready], late_time)
     assert (late.reason, late.failing) == ("PodsFailing", True)
     assert "running but not ready" in late.message
+
+
+def test_pods_the_replica_set_cannot_create_show_its_reason_at_once() -> None:
+    blocked = deployment(ready=0)
+    blocked["status"]["conditions"].append(
+        {
+            "type": "ReplicaFailure",
+            "status": "True",
+            "reason": "FailedCreate",
+            "message": 'pods "scorer-abc" is forbidden: exceeded quota: pods',
+        }
+    )
+    a = deployment_availability(blocked, [], "2026-01-01T10:00:00Z")
+    assert (a.status, a.reason, a.failing) == ("False", "PodsFailing", True)
+    assert 'FailedCreate: pods "scorer-abc" is forbidden: exceeded quota' in a.message
+
+
+def test_an_unschedulable_pod_shows_the_schedulers_reason_at_once() -> None:
+    from tailor_operator.reconcile import slim_pod
+
+    pending = slim_pod(
+        {
+            "metadata": {"name": "scorer-0"},
+            "status": {
+                "phase": "Pending",
+                "conditions": [
+                    {
+                        "type": "PodScheduled",
+                        "status": "False",
+                        "reason": "Unschedulable",
+                        "message": "0/3 nodes are available: 3 Insufficient cpu.",
+                    }
+                ],
+            },
+        }
+    )
+    a = deployment_availability(deployment(ready=0), [pending], "2026-01-01T10:00:00Z")
+    assert (a.reason, a.failing) == ("PodsFailing", True)
+    assert "scorer-0: Unschedulable: 0/3 nodes are available: 3 Insufficient cpu." in a.message

@@ -5,7 +5,7 @@ from typing import Any
 
 import yaml
 
-from tailor_operator import crd_gen
+from tailor_operator import api, crd_gen
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -55,8 +55,10 @@ def test_schema_is_structural() -> None:
 def test_int_or_string_quantities_and_defaults() -> None:
     spec = _root()["properties"]["spec"]["properties"]
     cpu = spec["streamWorker"]["properties"]["resources"]["properties"]["requests"]
-    assert cpu["additionalProperties"] == {"x-kubernetes-int-or-string": True}
-    assert spec["topics"]["properties"]["events"]["default"] == {"partitions": 12}
+    assert cpu["additionalProperties"]["x-kubernetes-int-or-string"] is True
+    assert cpu["additionalProperties"]["pattern"] == api.QUANTITY_PATTERN
+    # Unset partitions keep what exists: no default count that could grow a topic.
+    assert spec["topics"]["properties"]["events"]["default"] == {}
     assert spec["topics"]["properties"]["deletionPolicy"]["enum"] == ["Retain", "Delete"]
     sha = spec["scorer"]["properties"]["model"]["properties"]["sha256"]
     assert sha["pattern"] == "^[a-f0-9]{64}$"

@@ -33,10 +33,26 @@ def children(p: Pipeline) -> dict[str, dict[str, Any] | None]:
     return {c.key: c.manifest for c in desired_children(p, IMAGES)}
 
 
+def mounted_config(rendered: dict[str, dict[str, Any] | None], deployment: str) -> dict[str, Any]:
+    """The ConfigMap a Deployment's pods mount."""
+    manifest = rendered[f"Deployment/{deployment}"]
+    assert manifest is not None
+    volumes = {v["name"]: v for v in manifest["spec"]["template"]["spec"]["volumes"]}
+    config_map = rendered[f"ConfigMap/{volumes['config']['configMap']['name']}"]
+    assert config_map is not None
+    return config_map
+
+
 def test_defaults_render_every_child_but_the_hpas() -> None:
-    rendered = children(pipeline())
+    p = pipeline()
+    rendered = children(p)
+    worker_config = (
+        f"ConfigMap/storefront-stream-worker-config-{config_hash(p, 'stream-worker')[:10]}"
+    )
+    scorer_config = f"ConfigMap/storefront-scorer-config-{config_hash(p, 'scorer')[:10]}"
     assert {k for k, v in rendered.items() if v is not None} == {
-        "ConfigMap/storefront-config",
+        worker_config,
+        scorer_config,
         "Deployment/storefront-stream-worker",
         "Deployment/storefront-scorer",
         "Service/storefront-scorer",
@@ -84,7 +100,7 @@ def test_pods_are_hardened_and_probed() -> None:
 def test_autoscaling_leaves_replicas_to_the_hpa_and_caps_workers_at_partitions() -> None:
     p = pipeline(
         topics={"events": {"partitions": 4}},
-        streamWorker={"autoscaling": {"minReplicas": 2, "maxReplicas": 4}},
+        streamWorker={"autoscaling": {"minReplicas": 2, "maxReplicas": 10}},
     )
     rendered = children(p)
     worker = rendered["Deployment/storefront-stream-worker"]
@@ -95,6 +111,35 @@ def test_autoscaling_leaves_replicas_to_the_hpa_and_caps_workers_at_partitions()
     assert hpa["spec"]["maxReplicas"] == 4
     assert hpa["spec"]["scaleTargetRef"]["name"] == "storefront-stream-worker"
     assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 300
+
+
+def worker_hpa_max(p: Pipeline, existing_events: int | None) -> int:
+    children = desired_children(p, IMAGES, existing_events=existing_events)
+    hpa = next(c for c in children if c.key == "HorizontalPodAutoscaler/storefront-stream-worker")
+    assert hpa.manifest is not None
+    return int(hpa.manifest["spec"]["maxReplicas"])
+
+
+def test_the_workers_hpa_is_capped_by_the_partitions_the_events_topic_really_has() -> None:
+    unset = pipeline(streamWorker={"autoscaling": {"maxReplicas": 20}})
+    assert worker_hpa_max(unset, existing_events=3) == 3
+    assert worker_hpa_max(unset, existing_events=None) == 12  # what a new topic gets
+    # The spec asks for more than exist: the topic is about to grow to it.
+    grown = pipeline(
+        topics={"events": {"partitions": 6}}, streamWorker={"autoscaling": {"maxReplicas": 20}}
+    )
+    assert worker_hpa_max(grown, existing_events=3) == 6
+    # Kafka cannot shrink: more exist than the spec names, and all of them have owners.
+    assert worker_hpa_max(grown, existing_events=8) == 8
+    # The scorer has no partitions to respect.
+    scorer = pipeline(scorer={"autoscaling": {"maxReplicas": 20}})
+    hpa = next(
+        c
+        for c in desired_children(scorer, IMAGES, existing_events=2)
+        if c.key == "HorizontalPodAutoscaler/storefront-scorer"
+    )
+    assert hpa.manifest is not None
+    assert hpa.manifest["spec"]["maxReplicas"] == 20
 
 
 def test_an_autoscaled_deployment_names_the_floor_its_hpa_takes_it_over_at() -> None:
@@ -165,16 +210,39 @@ def test_configmap_holds_the_programs_settings() -> None:
             }
         },
     )
-    config_map = children(p)["ConfigMap/storefront-config"]
-    assert config_map is not None
-    settings = PipelineSettings.model_validate_json(config_map["data"]["pipeline.json"])
-    assert settings.features.half_life_s == 7200
-    assert settings.topics.events == "shop.storefront.events"
-    assert settings.topics.dead_letter == "shop.storefront.dead-letter"
-    assert settings.worker.group_id == "shop.storefront.stream-worker"
-    assert settings.scorer.model is not None
-    assert settings.scorer.model.version == "v2"
-    assert json.loads(config_map["data"]["pipeline.json"])["schema_version"] == 1
+    rendered = children(p)
+    worker_map = mounted_config(rendered, "storefront-stream-worker")
+    scorer_map = mounted_config(rendered, "storefront-scorer")
+    for config_map in (worker_map, scorer_map):
+        # Never edited in place: a new version of the settings is a new ConfigMap.
+        assert config_map["immutable"] is True
+        assert json.loads(config_map["data"]["pipeline.json"])["schema_version"] == 1
+    worker = PipelineSettings.model_validate_json(worker_map["data"]["pipeline.json"])
+    assert worker.features.half_life_s == 7200
+    assert worker.topics.events == "shop.storefront.events"
+    assert worker.topics.dead_letter == "shop.storefront.dead-letter"
+    assert worker.worker_settings().group_id == "shop.storefront.stream-worker"
+    assert worker.scorer is None  # each program's file holds its own section only
+    scorer = PipelineSettings.model_validate_json(scorer_map["data"]["pipeline.json"])
+    assert scorer.worker is None
+    model = scorer.scorer_settings().model
+    assert model is not None
+    assert model.version == "v2"
+
+
+def test_a_new_model_is_a_new_scorer_configmap_and_leaves_the_workers_alone() -> None:
+    def model(version: str) -> dict[str, Any]:
+        return {"name": "knn", "version": version, "uri": "file:///m", "sha256": "a" * 64}
+
+    v1, v2 = (
+        children(pipeline(scorer={"model": model("v1")})),
+        children(pipeline(scorer={"model": model("v2")})),
+    )
+    assert mounted_config(v1, "storefront-stream-worker") == mounted_config(
+        v2, "storefront-stream-worker"
+    )
+    old, new = mounted_config(v1, "storefront-scorer"), mounted_config(v2, "storefront-scorer")
+    assert old["metadata"]["name"] != new["metadata"]["name"]
 
 
 def test_sasl_credentials_come_from_the_secret_never_the_configmap() -> None:
@@ -186,9 +254,8 @@ def test_sasl_credentials_come_from_the_secret_never_the_configmap() -> None:
         }
     )
     rendered = children(p)
-    config_map = rendered["ConfigMap/storefront-config"]
-    assert config_map is not None
-    assert "password" not in config_map["data"]["pipeline.json"]
+    for deployment in ("storefront-stream-worker", "storefront-scorer"):
+        assert "password" not in mounted_config(rendered, deployment)["data"]["pipeline.json"]
     worker = rendered["Deployment/storefront-stream-worker"]
     assert worker is not None
     env = {e["name"]: e for e in worker["spec"]["template"]["spec"]["containers"][0]["env"]}
@@ -199,12 +266,27 @@ def test_sasl_credentials_come_from_the_secret_never_the_configmap() -> None:
 
 
 def test_topics_are_named_and_compacted_where_keyed_state_lives() -> None:
-    topics = {t.role: t for t in desired_topics(pipeline(topics={"events": {"partitions": 8}}))}
+    p = pipeline(topics={"events": {"partitions": 8}})
+    assert {t.role: t for t in desired_topics(p)}["profiles"].create_partitions == 8
+    topics = {t.role: t for t in desired_topics(p, existing_events=8)}
     assert topics["events"].name == "shop.storefront.events"
     assert topics["profiles"].partitions == 8
     assert topics["trending"].config["cleanup.policy"] == "compact"
     assert topics["events"].config["cleanup.policy"] == "delete"
     assert topics["decisions"].partitions is None  # broker default
+
+
+def test_an_unset_partition_count_keeps_what_exists_and_only_a_new_topic_gets_a_default() -> None:
+    unset = pipeline()
+    new = {t.role: t for t in desired_topics(unset, existing_events=None)}
+    assert (new["events"].partitions, new["events"].create_partitions) == (None, 12)
+    # Profiles are created like events, but never grown from a guess.
+    assert (new["profiles"].partitions, new["profiles"].create_partitions) == (None, 12)
+    assert (new["decisions"].partitions, new["decisions"].create_partitions) == (None, None)
+    existing = {t.role: t for t in desired_topics(unset, existing_events=2)}
+    assert existing["events"].partitions is None  # two stay two
+    assert existing["profiles"].partitions == 2
+    assert existing["trending"].partitions == 2
 
 
 def test_the_pipeline_annotation_unmanages_every_topic() -> None:

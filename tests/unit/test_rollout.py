@@ -245,17 +245,31 @@ def test_the_canary_deployment_serves_the_canary_config_under_the_same_service()
     assert service is not None
     assert canary["spec"]["replicas"] == 2
     labels = canary["spec"]["template"]["metadata"]["labels"]
+    stable_labels = stable["spec"]["template"]["metadata"]["labels"]
     assert labels["tailor.dev/track"] == "canary"
+    # The Service spreads requests over both tracks ...
     assert service["spec"]["selector"].items() <= labels.items()
-    assert canary["spec"]["selector"]["matchLabels"]["tailor.dev/track"] == "canary"
-    env = canary["spec"]["template"]["spec"]["containers"][0]["env"][0]
-    assert env["value"] == "/etc/tailor/pipeline-canary.json"
-    data = rendered["ConfigMap/front-config"]["data"]
-    assert PipelineSettings.model_validate_json(data["pipeline.json"]).scorer.model.version == "v1"
-    assert (
-        PipelineSettings.model_validate_json(data["pipeline-canary.json"]).scorer.model.version
-        == "v2"
-    )
+    assert service["spec"]["selector"].items() <= stable_labels.items()
+    # ... but the stable Deployment, its PDB and (through its selector) its HPA count only
+    # stable pods, and the canary only its own.
+    pdb = rendered["PodDisruptionBudget/front-scorer"]
+    assert pdb is not None
+    for selector in (stable["spec"]["selector"], pdb["spec"]["selector"]):
+        assert not selector["matchLabels"].items() <= labels.items()
+    assert canary["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert not canary["spec"]["selector"]["matchLabels"].items() <= stable_labels.items()
+
+    def served_model(deployment: dict[str, Any]) -> str:
+        volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+        config_map = rendered[f"ConfigMap/{volumes['config']['configMap']['name']}"]
+        assert config_map is not None
+        settings = PipelineSettings.model_validate_json(config_map["data"]["pipeline.json"])
+        model = settings.scorer_settings().model
+        assert model is not None
+        return model.version
+
+    # Each track mounts its own settings: the stable scorers keep v1 while the canary has v2.
+    assert (served_model(stable), served_model(canary)) == ("v1", "v2")
     hashes = {
         d["spec"]["template"]["metadata"]["annotations"]["tailor.dev/config-hash"]
         for d in (canary, stable)

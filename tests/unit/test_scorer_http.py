@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import time
 from typing import Any
 
@@ -24,10 +26,10 @@ class Recorder:
         self.records.append((user, record))
 
 
-def scorer() -> tuple[Scorer, Recorder]:
+def scorer(**spec: Any) -> tuple[Scorer, Recorder]:
     body = {
         "metadata": {"namespace": "ns", "name": "p", "uid": "u"},
-        "spec": {"kafka": {"bootstrapServers": "unused:9092"}},
+        "spec": {"kafka": {"bootstrapServers": "unused:9092"}, **spec},
     }
     settings = pipeline_settings(Pipeline.from_body(body))
     table = ProfileTable(settings, {})  # never started: the test fills it
@@ -37,9 +39,12 @@ def scorer() -> tuple[Scorer, Recorder]:
     return Scorer(settings, table, recorder), recorder  # type: ignore[arg-type]
 
 
-async def post(s: Scorer, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+async def post(s: Scorer, payload: dict[str, Any] | bytes) -> tuple[int, dict[str, Any]]:
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     async with TestClient(TestServer(make_app(s))) as client:
-        response = await client.post("/v1/decide", json=payload)
+        response = await client.post(
+            "/v1/decide", data=io.BytesIO(body), headers={"Content-Type": "application/json"}
+        )
         return response.status, await response.json()
 
 
@@ -95,3 +100,35 @@ def test_a_user_back_after_three_weeks_is_answered() -> None:
     assert status == 200, body
     assert [i["item_id"] for i in body["items"]] == ["hot", "warm"]
     assert decisions.decode(recorder.records[0][1]).error is None  # type: ignore[union-attr]
+
+
+def test_a_context_nesting_too_deep_is_a_400_not_a_crash() -> None:
+    s, recorder = scorer()
+    for depth in (40, 2000):
+        nested = b'{"a":' * depth + b"1" + b"}" * depth
+        status, body = asyncio.run(post(s, b'{"user_id": "u", "context": ' + nested + b"}"))
+        assert (status, body["field"]) == (400, "context"), depth
+    assert recorder.records == []
+    status, _ = asyncio.run(post(s, {"user_id": "u", "context": {"page": {"slot": [1, {}]}}}))
+    assert status == 200
+
+
+def test_the_largest_valid_request_fits_the_body_limit() -> None:
+    from tailor_pipeline.scorer import MAX_CANDIDATES, MAX_EXCLUDE, MAX_ITEM_ID
+
+    s, _ = scorer()
+    candidates = [f"{n:0{MAX_ITEM_ID}d}" for n in range(MAX_CANDIDATES)]
+    exclude = [f"x{n:0{MAX_ITEM_ID - 1}d}" for n in range(MAX_EXCLUDE)]
+    payload = {"user_id": "u" * 256, "k": 100, "candidates": candidates, "exclude": exclude}
+    status, body = asyncio.run(post(s, payload))
+    assert status == 200, body
+    too_many = {"user_id": "u", "candidates": [*candidates, "one-more"]}
+    status, body = asyncio.run(post(s, too_many))
+    assert (status, body["field"]) == (400, "candidates")
+
+
+def test_a_cold_user_gets_trending_items_when_popular_has_no_model_to_come_from() -> None:
+    s, _ = scorer(decision={"fallback": "popular"})
+    status, body = asyncio.run(post(s, {"user_id": "first-visit", "k": 2}))
+    assert status == 200
+    assert [i["item_id"] for i in body["items"]] == ["hot", "warm"]

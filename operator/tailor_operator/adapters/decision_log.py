@@ -53,9 +53,10 @@ class _Reader:
                 "enable.partition.eof": True,
                 "isolation.level": "read_committed",
                 "fetch.max.bytes": 16 * 1024 * 1024,
+                "logger": _log,
             }
         )
-        self._admin = AdminClient(dict(config))
+        self._admin = AdminClient({**config, "logger": _log})
         since_ms = _millis(since)
         wanted = []
         for topic in (decisions_topic, events_topic):

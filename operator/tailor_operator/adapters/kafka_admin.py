@@ -51,7 +51,13 @@ def _unreachable(exc: BaseException) -> bool:
     if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
         return bool(
             exc.args[0].code()
-            in (KafkaError._TRANSPORT, KafkaError._TIMED_OUT, KafkaError._ALL_BROKERS_DOWN)
+            in (
+                KafkaError._TRANSPORT,
+                KafkaError._TIMED_OUT,
+                KafkaError._ALL_BROKERS_DOWN,
+                # A client being replaced after a timeout: no answer, not a refusal.
+                KafkaError._DESTROY,
+            )
         )
     return False
 
@@ -97,7 +103,9 @@ class KafkaAdmin:
         )
 
     def _reconnect_after(self, exc: KafkaUnavailable) -> KafkaUnavailable:
-        """A client that got no answer is replaced: its view of the cluster may be stuck."""
+        """A client that got no answer is replaced: its view of the cluster may be stuck.
+        Requests of other pipelines still running on the old one keep it alive (each
+        operation holds its own reference), so they end with their own answer."""
         self._admin = self._connect()
         return exc
 
@@ -105,7 +113,8 @@ class KafkaAdmin:
         """The topics among ``names`` that exist, with partitions, RF and topic-level configs.
         Asks about these topics only: the cost does not grow with the cluster's topic count."""
         wanted = list(names)
-        futures = self._admin.describe_topics(TopicCollection(wanted), request_timeout=TIMEOUT_S)
+        admin = self._admin
+        futures = admin.describe_topics(TopicCollection(wanted), request_timeout=TIMEOUT_S)
         present: dict[str, Any] = {}
         for name, future in futures.items():
             try:
@@ -122,7 +131,7 @@ class KafkaAdmin:
             return {}
         resources = [ConfigResource(ResourceType.TOPIC, n) for n in present]
         configs: dict[str, dict[str, str]] = {}
-        for resource, future in self._admin.describe_configs(resources).items():
+        for resource, future in admin.describe_configs(resources).items():
             try:
                 entries = future.result(timeout=TIMEOUT_S)
             except Exception as exc:
@@ -149,18 +158,19 @@ class KafkaAdmin:
     def execute(self, plan: TopicPlan) -> list[str]:
         """Carry out a plan; returns Kafka's reasons for what it refused (the rest is done)."""
         try:
-            return self._execute(plan)
+            return self._execute(self._admin, plan)
         except KafkaUnavailable as exc:
             raise self._reconnect_after(exc) from exc.__cause__
 
-    def _execute(self, plan: TopicPlan) -> list[str]:
+    @staticmethod
+    def _execute(admin: AdminClient, plan: TopicPlan) -> list[str]:
         failures: list[str] = []
         if plan.create:
             new = [_new_topic(t) for t in plan.create]
-            failures += _wait(self._admin.create_topics(new, request_timeout=TIMEOUT_S), "create")
+            failures += _wait(admin.create_topics(new, request_timeout=TIMEOUT_S), "create")
         if plan.add_partitions:
             grow = [NewPartitions(name, total) for name, total in plan.add_partitions.items()]
-            futures = self._admin.create_partitions(grow, request_timeout=TIMEOUT_S)
+            futures = admin.create_partitions(grow, request_timeout=TIMEOUT_S)
             failures += _wait(futures, "add partitions to")
         if plan.alter_configs:
             resources = [
@@ -174,13 +184,14 @@ class KafkaAdmin:
                 )
                 for name, changes in plan.alter_configs.items()
             ]
-            futures = self._admin.incremental_alter_configs(resources)
+            futures = admin.incremental_alter_configs(resources)
             failures += _wait(futures, "alter configs of")
         return failures
 
     def delete(self, names: list[str]) -> list[str]:
         """Delete topics; a topic already gone is not a failure."""
-        futures = self._admin.delete_topics(names, operation_timeout=TIMEOUT_S)
+        admin = self._admin
+        futures = admin.delete_topics(names, operation_timeout=TIMEOUT_S)
         try:
             failures = _wait(futures, "delete")
         except KafkaUnavailable as exc:
@@ -192,7 +203,7 @@ def _new_topic(topic: DesiredTopic) -> NewTopic:
     # -1 lets the broker apply num.partitions / default.replication.factor (KIP-464).
     return NewTopic(
         topic.name,
-        num_partitions=topic.partitions or -1,
+        num_partitions=topic.partitions or topic.create_partitions or -1,
         replication_factor=topic.replication_factor or -1,
         config=dict(topic.config),
     )

@@ -7,7 +7,10 @@ import copy
 import datetime
 import json
 import logging
+import os
 import socket
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +25,11 @@ from tailor_operator.resource import Pipeline
 _log = logging.getLogger("tailor.kube")
 # The API server refuses longer Event messages.
 _EVENT_MESSAGE_LIMIT = 1024
+# Repeats of this many distinct Events are counted on the first one (an LRU).
+_EVENTS_REMEMBERED = 4096
+# Who posts: the pod's name in a cluster (the Downward API's POD_NAME, else the hostname,
+# which a pod's is).
+_INSTANCE = os.environ.get("POD_NAME") or socket.gethostname()
 
 # kind -> (path prefix, plural); the children are all namespaced.
 _PATHS = {
@@ -52,6 +60,9 @@ class KubeAdapter:
         self._api = api_client
         # (namespace, child key) of Deployments whose spec.replicas Tailor no longer owns.
         self._handed_over: set[tuple[str, str]] = set()
+        # Event key -> (name, count) of the Events this process posted, for aggregation.
+        self._events: OrderedDict[tuple[str, str, str, str], tuple[str, int]] = OrderedDict()
+        self._events_lock = threading.Lock()
 
     def _call(
         self,
@@ -109,13 +120,15 @@ class KubeAdapter:
         meta = manifest.setdefault("metadata", {})
         meta["namespace"] = pipeline.namespace
         meta["ownerReferences"] = [pipeline.owner_reference()]
-        code, after = self._request(
-            "PATCH",
-            self._path(child, pipeline.namespace),
-            body=manifest,
-            query=[("fieldManager", naming.FIELD_MANAGER), ("force", "true")],
-            content_type="application/apply-patch+yaml",
-        )
+        path = self._path(child, pipeline.namespace)
+        try:
+            code, after = self._server_side_apply(path, manifest)
+        except ApiException as exc:
+            if not (child.recreate_if_immutable and _immutable(exc)):
+                raise
+            _log.info("Recreating %s in %s: %s", child.key, pipeline.namespace, api_message(exc))
+            self._call("DELETE", path, body={"propagationPolicy": "Background"})
+            code, after = self._server_side_apply(path, manifest)
         assert after is not None
         # Server-side apply answers 201 when it created the object.
         created = code == 201
@@ -127,6 +140,17 @@ class KubeAdapter:
             object=after,
             created=created,
             changed=created or known_version != after["metadata"]["resourceVersion"],
+        )
+
+    def _server_side_apply(
+        self, path: str, manifest: dict[str, Any]
+    ) -> tuple[int, dict[str, Any] | None]:
+        return self._request(
+            "PATCH",
+            path,
+            body=manifest,
+            query=[("fieldManager", naming.FIELD_MANAGER), ("force", "true")],
+            content_type="application/apply-patch+yaml",
         )
 
     def _hand_over_replicas(self, namespace: str, child: Child, floor: int) -> None:
@@ -156,6 +180,24 @@ class KubeAdapter:
             # 409: someone (the HPA) changed replicas since the read and owns the field now.
             if exc.status != 409:
                 raise
+
+    def delete_stale_config_maps(self, pipeline: Pipeline, keep: set[str]) -> list[str]:
+        """Delete the pipeline's settings ConfigMaps not in ``keep``; their names."""
+        selector = ",".join(f"{k}={v}" for k, v in naming.selector(pipeline.name, "config").items())
+        listed = self._call(
+            "GET",
+            f"/api/v1/namespaces/{pipeline.namespace}/configmaps",
+            query=[("labelSelector", selector)],
+        )
+        deleted = []
+        for item in (listed or {}).get("items", []):
+            meta = item["metadata"]
+            owned = any(o.get("uid") == pipeline.uid for o in meta.get("ownerReferences") or [])
+            if owned and meta["name"] not in keep:
+                path = f"/api/v1/namespaces/{pipeline.namespace}/configmaps/{meta['name']}"
+                self._call("DELETE", path)
+                deleted.append(meta["name"])
+        return deleted
 
     def delete_if_owned(self, pipeline: Pipeline, child: Child) -> bool:
         """Delete a child that must not exist, but only if this pipeline owns it."""
@@ -190,37 +232,94 @@ class KubeAdapter:
         secret = self._call("GET", f"/api/v1/namespaces/{namespace}/secrets/{name}")
         if secret is None:
             return {}
-        return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+        decoded = {}
+        for key, value in (secret.get("data") or {}).items():
+            try:
+                decoded[key] = base64.b64decode(value).decode()
+            except UnicodeDecodeError:
+                raise ValueError(
+                    f"Secret {namespace}/{name}: key {key!r} is not UTF-8 text"
+                ) from None
+        return decoded
 
     def post_event(self, pipeline: dict[str, Any], type_: str, reason: str, message: str) -> None:
-        """A core/v1 Event on the pipeline, as ``kubectl describe ppl`` shows them.
+        """A core/v1 Event on the pipeline, as ``kubectl describe ppl`` shows them. A repeat
+        of an Event this process posted (same object, type, reason and message) raises the
+        first one's count, as client-go's recorder does, instead of adding another.
         Best effort: a lost Event must never fail or repeat a reconcile."""
         meta = pipeline["metadata"]
+        namespace = meta["namespace"]
+        message = message[:_EVENT_MESSAGE_LIMIT]
+        key = (meta.get("uid") or f"{namespace}/{meta['name']}", type_, reason, message)
         now = datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds")
-        event = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-            "involvedObject": {
-                "apiVersion": pipeline.get("apiVersion", f"{api.GROUP}/{api.VERSION}"),
-                "kind": pipeline.get("kind", api.KIND),
-                "name": meta["name"],
-                "namespace": meta["namespace"],
-                "uid": meta.get("uid"),
-            },
-            "type": type_,
-            "reason": reason,
-            "message": message[:_EVENT_MESSAGE_LIMIT],
-            "source": {"component": naming.FIELD_MANAGER},
-            "reportingComponent": naming.FIELD_MANAGER,
-            "reportingInstance": socket.gethostname(),
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
         try:
-            self._call("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=event)
+            with self._events_lock:
+                posted = self._events.pop(key, None)
+            if posted is not None:
+                name, count = posted
+                patch = {"count": count + 1, "lastTimestamp": now}
+                if self._call(
+                    "PATCH",
+                    f"/api/v1/namespaces/{namespace}/events/{name}",
+                    body=patch,
+                    content_type="application/merge-patch+json",
+                ):
+                    self._remember_event(key, name, count + 1)
+                    return
+                # Expired (the API server keeps Events an hour): post it afresh.
+            created = self._call(
+                "POST",
+                f"/api/v1/namespaces/{namespace}/events",
+                body=_event(pipeline, type_, reason, message, now),
+            )
+            if created:
+                self._remember_event(key, created["metadata"]["name"], 1)
         except Exception as exc:
             _log.warning(
-                "Could not post Event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], exc
+                "Could not post Event %s on %s/%s: %s", reason, namespace, meta["name"], exc
             )
+
+    def _remember_event(self, key: tuple[str, str, str, str], name: str, count: int) -> None:
+        with self._events_lock:
+            self._events[key] = (name, count)
+            while len(self._events) > _EVENTS_REMEMBERED:
+                self._events.popitem(last=False)
+
+
+def api_message(exc: ApiException) -> str:
+    """The API server's own message in an error answer (its Status), else the HTTP reason."""
+    try:
+        return str(json.loads(exc.body)["message"])
+    except (TypeError, ValueError, KeyError):
+        return str(exc.reason)
+
+
+def _immutable(exc: ApiException) -> bool:
+    return exc.status == 422 and "field is immutable" in api_message(exc)
+
+
+def _event(
+    pipeline: dict[str, Any], type_: str, reason: str, message: str, now: str
+) -> dict[str, Any]:
+    meta = pipeline["metadata"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+        "involvedObject": {
+            "apiVersion": pipeline.get("apiVersion", f"{api.GROUP}/{api.VERSION}"),
+            "kind": pipeline.get("kind", api.KIND),
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta.get("uid"),
+        },
+        "type": type_,
+        "reason": reason,
+        "message": message,
+        "source": {"component": naming.FIELD_MANAGER, "host": _INSTANCE},
+        "reportingComponent": naming.FIELD_MANAGER,
+        "reportingInstance": _INSTANCE,
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }

@@ -1,19 +1,23 @@
-"""Renders the pipeline programs' runtime configuration and the ConfigMap that carries it."""
+"""Renders the pipeline programs' runtime configuration and the ConfigMaps that carry it.
+
+Each program gets its own settings file (only the section it reads) in an immutable
+ConfigMap named by the file's hash, as kustomize's configMapGenerator does: a pod of an old
+version that restarts mid-rollout still mounts the settings it was made for, and a change
+rolls exactly the programs whose file changed. ConfigMaps no Deployment needs any more are
+deleted once every rollout of the pipeline has finished (``reconcile``)."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any, Literal
 
 from tailor_operator import api, naming
 from tailor_operator.resource import Pipeline
-from tailor_operator.rollout import Served
 from tailor_pipeline import settings as program
 
 CA_FILE = f"{program.CONFIG_MOUNT}/kafka-ca/ca.crt"
-# The canary scorers' settings, beside CONFIG_KEY in the same ConfigMap.
-CANARY_CONFIG_KEY = "pipeline-canary.json"
+# Who reads a settings file: the workers, the stable scorers, the canary scorers.
+Reader = Literal["stream-worker", "scorer", "scorer-canary"]
 # The model a scorer's settings name: "spec" for the spec's (the default), else this one.
 ModelChoice = api.ModelSpec | Literal["spec"] | None
 
@@ -62,40 +66,40 @@ def pipeline_settings(pipeline: Pipeline, model: ModelChoice = "spec") -> progra
     )
 
 
-def config_json(pipeline: Pipeline, model: ModelChoice = "spec") -> str:
-    return pipeline_settings(pipeline, model).model_dump_json(indent=2)
+def program_settings(
+    pipeline: Pipeline, reader: Reader, model: ModelChoice = "spec"
+) -> program.PipelineSettings:
+    """The settings file of one program: without the other program's section."""
+    settings = pipeline_settings(pipeline, model if reader != "stream-worker" else None)
+    unread = "scorer" if reader == "stream-worker" else "worker"
+    return settings.model_copy(update={unread: None})
 
 
-# The sections of the settings a component never reads: changing them must not roll it
-# (a new model rolls the scorers, not the stream workers).
-_UNREAD: dict[naming.Component, set[str]] = {
-    "stream-worker": {"scorer"},
-    "scorer": {"worker"},
-    "config": set(),
-}
+def config_json(pipeline: Pipeline, reader: Reader, model: ModelChoice = "spec") -> str:
+    return program_settings(pipeline, reader, model).model_dump_json(indent=2)
 
 
-def config_hash(
-    pipeline: Pipeline,
-    component: naming.Component,
-    model: ModelChoice = "spec",
-) -> str:
-    """Goes on a component's pod template, so a change of what it reads rolls its pods."""
-    settings = pipeline_settings(pipeline, model)
-    read = settings.model_dump(mode="json", exclude=_UNREAD[component])
-    return hashlib.sha256(json.dumps(read, sort_keys=True).encode()).hexdigest()[:16]
+def config_hash(pipeline: Pipeline, reader: Reader, model: ModelChoice = "spec") -> str:
+    """The hash of a program's settings file: names its ConfigMap and goes on its pod
+    template, so a change of what it reads rolls its pods."""
+    return hashlib.sha256(config_json(pipeline, reader, model).encode()).hexdigest()[:16]
 
 
-def desired_config_map(pipeline: Pipeline, served: Served) -> dict[str, Any]:
-    data = {program.CONFIG_KEY: config_json(pipeline, served.stable)}
-    if served.canary is not None:
-        data[CANARY_CONFIG_KEY] = config_json(pipeline, served.canary)
+def config_map_name(pipeline: Pipeline, reader: Reader, model: ModelChoice = "spec") -> str:
+    return naming.config_map(pipeline.name, reader, config_hash(pipeline, reader, model))
+
+
+def desired_config_map(
+    pipeline: Pipeline, reader: Reader, model: ModelChoice = "spec"
+) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {
-            "name": naming.config_map(pipeline.name),
+            "name": config_map_name(pipeline, reader, model),
             "labels": naming.labels(pipeline.name, "config"),
         },
-        "data": data,
+        # Never edited: a new version of the settings is a new ConfigMap.
+        "immutable": True,
+        "data": {program.CONFIG_KEY: config_json(pipeline, reader, model)},
     }

@@ -12,20 +12,33 @@ from tailor_operator.resource import Pipeline
 class DesiredTopic:
     role: naming.TopicRole
     name: str
-    # None: leave it to the broker default (or, for an existing topic, as it is).
+    # The count to grow an existing topic to; None: leave it as it is.
     partitions: int | None
     replication_factor: int | None
     config: dict[str, str] = field(default_factory=dict)
     managed: bool = True
+    # The count of a new topic when ``partitions`` is None (None: the broker default).
+    create_partitions: int | None = None
+
+
+DEFAULT_EVENTS_PARTITIONS = api.DEFAULT_EVENTS_PARTITIONS
+
+
+def events_partitions(pipeline: Pipeline, existing: int | None) -> int:
+    """The partitions the events topic has or is about to have: the spec's count when it
+    asks for more than exist (Kafka only grows), else what exists, else the default."""
+    wanted = pipeline.spec.topics.events.partitions or 0
+    return max(wanted, existing or 0) or DEFAULT_EVENTS_PARTITIONS
 
 
 def _spec_of(topics: api.TopicsSpec, role: naming.TopicRole) -> api.TopicSpec:
     return topics.dead_letter if role == "dead-letter" else getattr(topics, role)
 
 
-def desired_topics(pipeline: Pipeline) -> list[DesiredTopic]:
+def desired_topics(pipeline: Pipeline, existing_events: int | None = None) -> list[DesiredTopic]:
+    """``existing_events``: the partitions of the events topic if it exists."""
     topics = pipeline.spec.topics
-    events_partitions = topics.events.partitions
+    events_target = events_partitions(pipeline, existing_events)
     desired = []
     for role in naming.TOPIC_ROLES:
         spec = _spec_of(topics, role)
@@ -35,10 +48,14 @@ def desired_topics(pipeline: Pipeline) -> list[DesiredTopic]:
         if spec.retention_ms is not None:
             config["retention.ms"] = str(spec.retention_ms)
         partitions = spec.partitions
-        if partitions is None and compacted:
-            # Same count and same key (user_id) as events: a worker's profiles then live in
-            # the partition numbered like the events partition it owns.
-            partitions = events_partitions
+        create_partitions = partitions
+        if partitions is None and (role == "events" or compacted):
+            create_partitions = events_target
+            if compacted and existing_events is not None:
+                # Same count and same key (user_id) as events, growing with it: a worker's
+                # profiles then live in the partition numbered like the events partition
+                # it owns. Never grown from a guess while the events topic is missing.
+                partitions = events_target
         desired.append(
             DesiredTopic(
                 role=role,
@@ -47,6 +64,7 @@ def desired_topics(pipeline: Pipeline) -> list[DesiredTopic]:
                 replication_factor=spec.replication_factor,
                 config=config,
                 managed=spec.managed and not pipeline.topics_unmanaged,
+                create_partitions=create_partitions,
             )
         )
     return desired

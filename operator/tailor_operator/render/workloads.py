@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tailor_operator import api, naming
-from tailor_operator.render.config import CANARY_CONFIG_KEY, ModelChoice, config_hash
+from tailor_operator.render.config import ModelChoice, Reader, config_hash, config_map_name
 from tailor_operator.resource import Pipeline
 from tailor_operator.rollout import Served
 from tailor_pipeline import settings as program
@@ -61,9 +61,11 @@ def _env(pipeline: Pipeline, config_key: str) -> list[dict[str, Any]]:
     return env
 
 
-def _volumes(pipeline: Pipeline) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _volumes(
+    pipeline: Pipeline, config_map: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     volumes: list[dict[str, Any]] = [
-        {"name": "config", "configMap": {"name": naming.config_map(pipeline.name)}},
+        {"name": "config", "configMap": {"name": config_map}},
         {"name": "tmp", "emptyDir": {}},
     ]
     mounts: list[dict[str, Any]] = [
@@ -106,9 +108,12 @@ def _deployment(
     strategy: dict[str, Any],
     model: ModelChoice = "spec",
     container_extra: dict[str, Any] | None = None,
+    reader: Reader | None = None,
 ) -> dict[str, Any]:
+    """``reader``: whose settings file the pods mount (default: the component's own)."""
     workload = _workload(pipeline, component)
-    volumes, mounts = _volumes(pipeline)
+    reader = reader or ("stream-worker" if component == "stream-worker" else "scorer")
+    volumes, mounts = _volumes(pipeline, config_map_name(pipeline, reader, model))
     spec: dict[str, Any] = {
         "selector": {"matchLabels": naming.selector(pipeline.name, component)},
         "strategy": {"type": "RollingUpdate", "rollingUpdate": strategy},
@@ -120,7 +125,7 @@ def _deployment(
                     **naming.labels(pipeline.name, component),
                 },
                 "annotations": {
-                    naming.CONFIG_HASH_ANNOTATION: config_hash(pipeline, component, model)
+                    naming.CONFIG_HASH_ANNOTATION: config_hash(pipeline, reader, model)
                 },
             },
             "spec": {
@@ -198,7 +203,9 @@ SCORER_STARTUP_SECONDS = 600
 SCORER_DRAIN_SECONDS = 5
 
 
-def _scorer(pipeline: Pipeline, images: Images, model: ModelChoice) -> dict[str, Any]:
+def _scorer(
+    pipeline: Pipeline, images: Images, model: ModelChoice, reader: Reader = "scorer"
+) -> dict[str, Any]:
     startup = _probe("/healthz", "http", 2, SCORER_STARTUP_SECONDS // 2)
     return _deployment(
         pipeline,
@@ -214,6 +221,7 @@ def _scorer(pipeline: Pipeline, images: Images, model: ModelChoice) -> dict[str,
             # The kubelet's own sleep action: no shell or sleep binary needed in the image.
             "lifecycle": {"preStop": {"sleep": {"seconds": SCORER_DRAIN_SECONDS}}},
         },
+        reader,
     )
 
 
@@ -224,21 +232,19 @@ def desired_scorer(pipeline: Pipeline, images: Images, served: Served) -> dict[s
 def desired_scorer_canary(
     pipeline: Pipeline, images: Images, served: Served
 ) -> dict[str, Any] | None:
-    """The canary scorers: the stable scorers' pod template with the canary's model and a
-    track label. Its pods carry the component label the Service selects by, so they take a
-    share of requests in proportion to their replicas. None: no canary must exist."""
+    """The canary scorers: the stable scorers' pod template with the canary's model and
+    their own component label. The Service selects both tracks by app name, so canary pods
+    take a share of requests in proportion to their replicas; the stable Deployment, its
+    PDB and its HPA select by component and never count them. None: no canary must exist."""
     if served.canary is None:
         return None
-    manifest = _scorer(pipeline, images, served.canary)
-    track = {naming.TRACK_LABEL: "canary"}
+    manifest = _scorer(pipeline, images, served.canary, "scorer-canary")
+    labels = naming.canary_labels(pipeline.name)
     manifest["metadata"]["name"] = naming.scorer_canary(pipeline.name)
-    manifest["metadata"]["labels"].update(track)
+    manifest["metadata"]["labels"].update(labels)
     spec = manifest["spec"]
-    spec["selector"]["matchLabels"].update(track)
-    spec["template"]["metadata"]["labels"].update(track)
-    spec["template"]["spec"]["containers"][0]["env"][0]["value"] = (
-        f"{program.CONFIG_MOUNT}/{CANARY_CONFIG_KEY}"
-    )
+    spec["selector"]["matchLabels"] = naming.canary_selector(pipeline.name)
+    spec["template"]["metadata"]["labels"].update(labels)
     spec["replicas"] = 0 if pipeline.spec.suspend else pipeline.spec.scorer.rollout.canary.replicas
     return manifest
 
@@ -253,7 +259,7 @@ def desired_scorer_service(pipeline: Pipeline) -> dict[str, Any]:
         },
         "spec": {
             "type": "ClusterIP",
-            "selector": naming.selector(pipeline.name, "scorer"),
+            "selector": naming.scorer_service_selector(pipeline.name),
             "ports": [
                 {
                     "name": "http",
@@ -289,26 +295,34 @@ def _hpa_behavior(autoscaling: api.AutoscalingSpec) -> dict[str, Any]:
     }
 
 
-def _replica_bounds(pipeline: Pipeline, component: naming.Component) -> tuple[int, int] | None:
-    """The HPA's (min, max); None when autoscaling is off or the pipeline is suspended."""
+def _replica_bounds(
+    pipeline: Pipeline, component: naming.Component, events_partitions: int
+) -> tuple[int, int] | None:
+    """The HPA's (min, max); None when autoscaling is off or the pipeline is suspended.
+    ``events_partitions``: what the events topic has or is about to have; a worker beyond
+    it would idle."""
     autoscaling = _workload(pipeline, component).autoscaling
     if autoscaling is None or not _autoscaled(pipeline, component):
         return None
     max_replicas = autoscaling.max_replicas
     if component == "stream-worker":
-        max_replicas = min(max_replicas, pipeline.spec.topics.events.partitions or max_replicas)
+        max_replicas = min(max_replicas, events_partitions)
     return min(autoscaling.min_replicas, max_replicas), max_replicas
 
 
-def replicas_floor(pipeline: Pipeline, component: naming.Component) -> int | None:
+def replicas_floor(
+    pipeline: Pipeline, component: naming.Component, events_partitions: int
+) -> int | None:
     """With an HPA: the least replicas the Deployment keeps when the HPA takes it over."""
-    bounds = _replica_bounds(pipeline, component)
+    bounds = _replica_bounds(pipeline, component, events_partitions)
     return None if bounds is None else bounds[0]
 
 
-def desired_hpa(pipeline: Pipeline, component: naming.Component) -> dict[str, Any] | None:
+def desired_hpa(
+    pipeline: Pipeline, component: naming.Component, events_partitions: int
+) -> dict[str, Any] | None:
     """None when autoscaling is off or the pipeline is suspended: the HPA must not exist."""
-    bounds = _replica_bounds(pipeline, component)
+    bounds = _replica_bounds(pipeline, component, events_partitions)
     if bounds is None:
         return None
     target = naming.workload(pipeline.name, component)
