@@ -80,6 +80,20 @@ def produce(bootstrap: str, rate: int, seconds: float) -> None:
     producer.flush(30)
 
 
+def wait_for_leaders(admin: AdminClient) -> None:
+    """New topics answer NOT_LEADER until each partition has one."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        topics = admin.list_topics(timeout=10).topics
+        if all(
+            t in topics and all(p.leader >= 0 for p in topics[t].partitions.values())
+            for t in (DECISIONS, EVENTS)
+        ):
+            return
+        time.sleep(0.2)
+    raise RuntimeError("the bench topics got no leaders within 30 s")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="90 s instead of 10 min")
@@ -95,6 +109,7 @@ def main() -> int:
             [NewTopic(t, num_partitions=6, replication_factor=1) for t in (DECISIONS, EVENTS)]
         ).values():
             future.result(timeout=30)
+        wait_for_leaders(admin)
         since = conditions.now_rfc3339()
         producer = multiprocessing.get_context("fork").Process(
             target=produce, args=(bootstrap, args.rate, seconds), daemon=True
@@ -106,18 +121,24 @@ def main() -> int:
         config = {"bootstrap.servers": bootstrap}
         started = time.monotonic()
         lags: list[float] = []
-        entries = checks = 0
+        entries = checks = failed = 0
         tally = None
         while producer.is_alive() or checks == 0:
             check_started = time.monotonic()
-            tally = logs.tally(
-                pipeline,
-                lambda: config,
-                (DECISIONS, EVENTS),
-                since,
-                ATTRIBUTION_MS,
-                frozenset({"click"}),
-            )
+            try:
+                tally = logs.tally(
+                    pipeline,
+                    lambda: config,
+                    (DECISIONS, EVENTS),
+                    since,
+                    ATTRIBUTION_MS,
+                    frozenset({"click"}),
+                )
+            except Exception as exc:  # as the operator does: no evidence this time
+                print(f"check failed: {exc}", file=sys.stderr)
+                failed += 1
+                time.sleep(CHECK_SECONDS)
+                continue
             checks += 1
             entries = max(entries, tally.pending)
             newest_ms = tally.newest_ms
@@ -149,6 +170,7 @@ def main() -> int:
         "ctr_canary": round(canary.ctr, 4),
         "ctr_stable": round(stable.ctr, 4),
         "checks": checks,
+        "failed_checks": failed,
         "seconds": round(elapsed),
     }
     print(json.dumps(result, separators=(",", ":")))

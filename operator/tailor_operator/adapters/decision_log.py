@@ -53,6 +53,9 @@ class _Reader:
                 "enable.partition.eof": True,
                 "isolation.level": "read_committed",
                 "fetch.max.bytes": 16 * 1024 * 1024,
+                # librdkafka prefetches up to 64 MB per consumer by default; the analysis
+                # reads in 2 s bursts and needs no more than a burst's worth.
+                "queued.max.messages.kbytes": 16 * 1024,
                 "logger": _log,
             }
         )
