@@ -368,6 +368,7 @@ def _drive(
         "events_produced": s.produced,
         "decisions": s.decisions,
         "decision_errors": s.errors,
+        "decision_error_kinds": s.error_kinds,
         "decision_latency_p50_ms": ms(latencies, 0.5),
         "decision_latency_p99_ms": ms(latencies, 0.99),
         "freshness_p50_ms": ms(s.freshness, 0.5),

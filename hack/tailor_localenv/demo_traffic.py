@@ -47,6 +47,8 @@ class Stats:
     produced: int = 0
     decisions: int = 0
     errors: int = 0
+    # Why requests failed: "HTTP 503", "ConnectionRefusedError" ... -> count.
+    error_kinds: dict[str, int] = field(default_factory=dict)
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=5000))
     freshness: list[float] = field(default_factory=list)
     clicks_checked: int = 0
@@ -139,17 +141,21 @@ class Traffic:
                 body: dict[str, Any] = json.loads(response.read())
             finally:
                 connection.close()
-        except (OSError, ValueError):
-            self.stats.errors += 1
+        except (OSError, ValueError) as exc:
+            self._failed(type(exc).__name__)
             return None
         if response.status != 200:
-            self.stats.errors += 1
+            self._failed(f"HTTP {response.status}: {str(body.get('error', ''))[:80]}")
             return None
         self.stats.latencies.append(time.perf_counter() - started)
         self.stats.decisions += 1
         version = body.get("model_version") or "none"
         self.stats.versions_served[version] = self.stats.versions_served.get(version, 0) + 1
         return body
+
+    def _failed(self, kind: str) -> None:
+        self.stats.errors += 1
+        self.stats.error_kinds[kind] = self.stats.error_kinds.get(kind, 0) + 1
 
     def _run_decisions(self) -> None:
         while not self.stop.is_set():

@@ -269,6 +269,19 @@ class AutoscalingSpec(ApiModel):
     )
 
 
+class ScorerAutoscalingSpec(AutoscalingSpec):
+    """The scorers' HPA: on CPU, and optionally on how long requests wait."""
+
+    queue_wait_ms: float | None = Field(
+        None,
+        gt=0,
+        le=10000,
+        description="Also add scorers while their average queue wait (the metric"
+        " tailor_scorer_queue_wait_seconds) is above this many ms. Needs a custom-metrics API"
+        " serving that pod metric, e.g. prometheus-adapter (see the chart's README).",
+    )
+
+
 class WorkloadSpec(ApiModel):
     """Common settings of a Deployment Tailor runs."""
 
@@ -401,17 +414,59 @@ class StreamWorkerSpec(WorkloadSpec):
     )
 
 
+class OverloadSpec(ApiModel):
+    """What a scorer does when requests come faster than it can rank them. The signal is
+    how long a request arriving now waits for the scorer (its event loop's lateness)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    # has(): the API server also checks the rule against the default {}.
+                    "!has(self.degradeAfterMs) || !has(self.shedAfterMs) ||"
+                    " self.degradeAfterMs < self.shedAfterMs",
+                    "degradeAfterMs must be below shedAfterMs",
+                    ".degradeAfterMs",
+                )
+            ]
+        }
+    )
+
+    degrade_after_ms: float = Field(
+        3.0,
+        gt=0,
+        le=10000,
+        description="A request that would wait this long is answered from trending items"
+        " (reason: degraded) instead of ranked: cheap, so the queue stops growing.",
+    )
+    shed_after_ms: float = Field(
+        50.0,
+        gt=0,
+        le=60000,
+        description="A request that would wait this long is refused: 503 with Retry-After."
+        " A client may ask for less with the X-Tailor-Deadline-Ms header.",
+    )
+
+
 class ScorerSpec(WorkloadSpec):
     """The scorer: HTTP decisions from live profiles and the model."""
 
     replicas: int = Field(2, ge=0, le=1000, description="Replicas when autoscaling is off.")
     port: int = Field(8080, ge=1024, le=65535, description="HTTP port of the scorer Service.")
+    autoscaling: ScorerAutoscalingSpec | None = Field(
+        None, description="Scale on CPU (and the queue wait) with an HPA instead of a fixed count."
+    )
     model: ModelSpec | None = Field(
         None, description="The model to serve. Unset: rank by trending and popularity only."
     )
     rollout: RolloutSpec = Field(
         default_factory=RolloutSpec,
         description="How model changes roll out.",
+        json_schema_extra={"default": {}},
+    )
+    overload: OverloadSpec = Field(
+        default_factory=OverloadSpec,
+        description="Graceful overload: degraded answers, then 503s, instead of a queue.",
         json_schema_extra={"default": {}},
     )
 

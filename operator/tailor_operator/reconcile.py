@@ -550,7 +550,7 @@ def reconcile(
     )
     if _settled(stored.values()):
         # No old pod runs any more, so no restart can need an old version of the settings.
-        keep = {c.name for c in children if c.kind == "ConfigMap" and c.manifest is not None}
+        keep = {key.split("/", 1)[1] for key in stored if key.startswith("ConfigMap/")}
         try:
             deps.kube.delete_stale_config_maps(pipeline, keep)
         except ApiException as exc:  # tidying up: the next settled reconcile tries again

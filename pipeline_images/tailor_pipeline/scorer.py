@@ -31,6 +31,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, ge
 from tailor_pipeline import decisions as contract
 from tailor_pipeline import model as model_file
 from tailor_pipeline import profile_codec
+from tailor_pipeline.admission import (
+    DEADLINE_HEADER,
+    DEGRADED,
+    SHED,
+    Limits,
+    QueueWait,
+    verdict,
+)
 from tailor_pipeline.features import Profile, Trending, decayed, top
 from tailor_pipeline.model import Model, ModelError
 from tailor_pipeline.ranking import RankingSettings, rank
@@ -421,6 +429,42 @@ class Scorer:
         )
         return response
 
+    def degraded(self, request: DecideRequest, started: float) -> dict[str, Any]:
+        """The cheap answer under overload: the top trending items the request allows,
+        marked ``reason: degraded``; logged like any decision."""
+        banned = set(request.exclude or ())
+        allowed = set(request.candidates) if request.candidates is not None else None
+        k = request.k or self.settings.scorer_settings().default_k
+        items = []
+        for item, score in self.table.trending:
+            if item not in banned and (allowed is None or item in allowed):
+                items.append((item, round(score, 6)))
+                if len(items) >= k:
+                    break
+        request_id = uuid.uuid4().hex
+        now_ms = self.clock() * 1000.0
+        DEGRADED.inc()
+        elapsed = time.perf_counter() - started
+        DECISION_SECONDS.observe(elapsed)
+        self._log(
+            contract.Decision(
+                request_id=request_id,
+                user_id=request.user_id,
+                ts=int(now_ms),
+                model_version=self.model_version,
+                items=tuple(contract.ShownItem(i, s, "degraded") for i, s in items),
+                latency_ms=round(elapsed * 1000.0, 3),
+                context=request.context,
+            )
+        )
+        return {
+            "request_id": request_id,
+            "user_id": request.user_id,
+            "model_version": self.model_version,
+            "items": [{"item_id": i, "score": s, "reason": "degraded"} for i, s in items],
+            "profile_age_ms": None,
+        }
+
     def failed(self, request: DecideRequest, error: BaseException, started: float) -> str:
         """Log a request the scorer could not answer; returns its request id. The canary
         analysis counts these per model version (its error rate)."""
@@ -463,8 +507,17 @@ def _field_of(message: str) -> str | None:
     return None
 
 
-def make_app(scorer: Scorer) -> web.Application:
+def make_app(scorer: Scorer, wait: QueueWait | None = None) -> web.Application:
+    """``wait``: the queue-wait probe admission decides by (a test may pass its own)."""
     app = web.Application(client_max_size=MAX_BODY_BYTES)
+    settings = scorer.settings.scorer_settings()
+    limits = Limits(settings.degrade_after_ms, settings.shed_after_ms)
+    queue = wait or QueueWait()
+
+    async def stop_probe(_: web.Application) -> None:
+        await queue.stop()
+
+    app.on_cleanup.append(stop_probe)
 
     async def decide(request: web.Request) -> web.Response:
         started = time.perf_counter()
@@ -487,8 +540,24 @@ def make_app(scorer: Scorer) -> web.Application:
         ok, why = scorer.ready()
         if not ok:
             return _error(503, why)
+        deadline_ms: float | None = None
+        if DEADLINE_HEADER in request.headers:
+            try:
+                deadline_ms = float(request.headers[DEADLINE_HEADER])
+            except ValueError:
+                return _error(400, "not a number of milliseconds", DEADLINE_HEADER)
+        queue.note_request()
+        admit = verdict(queue.ms, queue.sustained_ms, limits, deadline_ms)
+        if admit == "shed":
+            SHED.inc()
+            refused = _error(503, f"overloaded: requests wait {queue.ms:.0f} ms for this scorer")
+            refused.headers["Retry-After"] = "1"
+            return refused
         try:
-            response = scorer.decide(parsed, started)
+            if admit == "degrade":
+                response = scorer.degraded(parsed, started)
+            else:
+                response = scorer.decide(parsed, started)
         except Exception as exc:
             # A bug or a bad model: answer, log it for the canary analysis, keep serving.
             _log.exception("Decision for %r failed", parsed.user_id)

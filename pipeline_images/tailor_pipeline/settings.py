@@ -100,6 +100,11 @@ class ScorerSettings(_Settings):
     fallback: Literal["trending", "popular"] = "trending"
     # Never recommend what the user already bought (consumables may want False).
     exclude_purchased: bool = True
+    # Overload protection (tailor_pipeline.admission): a request that would wait this long
+    # for the scorer is answered from trending items instead of ranked ...
+    degrade_after_ms: float = Field(default=3.0, gt=0)
+    # ... and one that would wait this long is refused with 503 and Retry-After.
+    shed_after_ms: float = Field(default=50.0, gt=0)
 
 
 class PipelineSettings(_Settings):

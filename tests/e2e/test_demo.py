@@ -20,7 +20,9 @@ def check(summary: dict[str, Any]) -> None:
     assert summary["ready"]
     assert summary["events_produced"] > 1000
     assert summary["decisions"] > 100
-    assert summary["decision_errors"] == 0, "a request failed, e.g. during the scorer roll"
+    assert summary["decision_errors"] == 0, (
+        f"requests failed, e.g. during the scorer roll: {summary['decision_error_kinds']}"
+    )
     # A click made 1 s earlier is in the profile every later decision is computed from.
     assert summary["clicks_checked"] >= 3
     assert summary["clicks_reflected_after_1s"] == summary["clicks_checked"]

@@ -117,6 +117,11 @@ def test_a_valid_pipeline_is_accepted_and_defaulted(kube, crd, namespace):
             "spec.streamWorker.resources.requests.cpu: Invalid value",
         ),
         ("spec.scorer.image", "registry/scorer:1 --debug", "spec.scorer.image: Invalid value"),
+        (
+            "spec.scorer.overload",
+            {"degradeAfterMs": 80, "shedAfterMs": 50},
+            "spec.scorer.overload.degradeAfterMs: Invalid value",
+        ),
     ],
 )
 def test_an_invalid_pipeline_is_rejected_naming_the_field(
@@ -137,6 +142,7 @@ def test_an_invalid_pipeline_is_rejected_naming_the_field(
         ("spec.streamWorker.resources", {"limits": {"cpu": 2}}),
         ("spec.scorer.podLabels", {"sidecar.istio.io/inject": "true", "team": ""}),
         ("spec.features.halfLife", "500ms"),
+        ("spec.scorer.autoscaling", {"maxReplicas": 6, "queueWaitMs": 2.5}),
     ],
 )
 def test_a_valid_combination_is_accepted(kube, crd, namespace, path, value):

@@ -309,3 +309,20 @@ def test_an_invalid_spec_is_refused_by_the_model() -> None:
 )
 def test_parse_duration(text: str, seconds: float) -> None:
     assert api.parse_duration(text) == seconds
+
+
+def test_the_scorers_hpa_can_also_scale_on_the_queue_wait() -> None:
+    p = pipeline(scorer={"autoscaling": {"maxReplicas": 8, "queueWaitMs": 2.5}})
+    hpa = children(p)["HorizontalPodAutoscaler/storefront-scorer"]
+    assert hpa is not None
+    pods = [m["pods"] for m in hpa["spec"]["metrics"] if m["type"] == "Pods"]
+    assert pods == [
+        {
+            "metric": {"name": "tailor_scorer_queue_wait_seconds"},
+            "target": {"type": "AverageValue", "averageValue": "2.5m"},
+        }
+    ]
+    plain = children(pipeline(scorer={"autoscaling": {"maxReplicas": 8}}))
+    cpu_only = plain["HorizontalPodAutoscaler/storefront-scorer"]
+    assert cpu_only is not None
+    assert [m["type"] for m in cpu_only["spec"]["metrics"]] == ["Resource"]

@@ -62,6 +62,8 @@ def pipeline_settings(pipeline: Pipeline, model: ModelChoice = "spec") -> progra
             default_k=spec.decision.default_k,
             epsilon=spec.decision.exploration.epsilon,
             fallback=spec.decision.fallback,
+            degrade_after_ms=spec.scorer.overload.degrade_after_ms,
+            shed_after_ms=spec.scorer.overload.shed_after_ms,
         ),
     )
 

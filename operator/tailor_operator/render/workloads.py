@@ -272,6 +272,34 @@ def desired_scorer_service(pipeline: Pipeline) -> dict[str, Any]:
     }
 
 
+def _hpa_metrics(autoscaling: api.AutoscalingSpec) -> list[dict[str, Any]]:
+    metrics: list[dict[str, Any]] = [
+        {
+            "type": "Resource",
+            "resource": {
+                "name": "cpu",
+                "target": {
+                    "type": "Utilization",
+                    "averageUtilization": autoscaling.target_cpu_utilization,
+                },
+            },
+        }
+    ]
+    if isinstance(autoscaling, api.ScorerAutoscalingSpec) and autoscaling.queue_wait_ms:
+        wait_ms = autoscaling.queue_wait_ms
+        # A pod metric from the custom-metrics API, in seconds: "2m" is 2 ms.
+        metrics.append(
+            {
+                "type": "Pods",
+                "pods": {
+                    "metric": {"name": "tailor_scorer_queue_wait_seconds"},
+                    "target": {"type": "AverageValue", "averageValue": f"{wait_ms:g}m"},
+                },
+            }
+        )
+    return metrics
+
+
 def _hpa_behavior(autoscaling: api.AutoscalingSpec) -> dict[str, Any]:
     # Scale up fast on a traffic spike, scale down slowly: a flapping worker count would
     # rebalance partitions over and over.
@@ -337,18 +365,7 @@ def desired_hpa(
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
             "minReplicas": min_replicas,
             "maxReplicas": max_replicas,
-            "metrics": [
-                {
-                    "type": "Resource",
-                    "resource": {
-                        "name": "cpu",
-                        "target": {
-                            "type": "Utilization",
-                            "averageUtilization": autoscaling.target_cpu_utilization,
-                        },
-                    },
-                }
-            ],
+            "metrics": _hpa_metrics(autoscaling),
             "behavior": _hpa_behavior(autoscaling),
         },
     }
