@@ -265,6 +265,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="smaller data, fewer rates")
     parser.add_argument("--rates", help="comma-separated offered rates (req/s)")
     parser.add_argument("--seconds", type=float, help="seconds per rate")
+    parser.add_argument(
+        "--overload-rate", type=int, help="offered rate of the overload run (default: 2x max)"
+    )
     args = parser.parse_args()
     if (os.cpu_count() or 1) < 2:
         raise SystemExit("the bench pins the scorer and the load to two different cores")
@@ -351,7 +354,7 @@ def main() -> int:
             at_5000 = next((r for r in by_rate if r["offered_rps"] == 5000), None)
             result["p99_ms_at_5000"] = at_5000["p99_ms"] if at_5000 else None
             assert scorer.pid is not None
-            overload_rate = max(2 * good, 500)
+            overload_rate = args.overload_rate or max(2 * good, 500)
             drained(f"http://127.0.0.1:{port}")
             result["overload"] = overload(
                 vegeta, target_file, overload_rate, 20.0 if args.quick else 60.0, work, scorer.pid
