@@ -21,7 +21,13 @@ failed, the scorer's memory before and after, and ``recovery_s``, how soon after
 drops a whole second of answers is ranked within 5 ms again. ``floor``: the same ladder, in
 the same run, against the same HTTP stack answering a fixed decision on the same core (no
 ranking, no profiles, no decision log): the machine's and the framework's share of every
-figure. The last stdout line is one compact JSON object.
+figure. ``peer``: Feast (``bench/feast_peer.py``) serving the same users' profiles from its
+warmed SQLite online store on the same core, hit by the same load generator with the same
+users in the same order at the same rates: ``peer_by_rate``, ``peer_max_rps`` (its
+``max_rps_p99_under_5ms``), ``peer_p99_ms_at_5000`` (null unless it sustains 5,000 req/s),
+and ``p99_ratio_to_peer`` (the scorer's p99 over Feast's, at each rate both sustain without
+errors). Feast only looks features up; the scorer ranks. The last stdout line is one
+compact JSON object.
 """
 
 from __future__ import annotations
@@ -36,18 +42,23 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import feast_peer
 from measure import histogram, percentile, rss_mb
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from tailor_localenv import cache  # noqa: E402
 from tailor_localenv.bootstrap import locate  # noqa: E402
 from tailor_localenv.kafka import KafkaBroker  # noqa: E402
 from tailor_localenv.processes import ManagedProcess, free_port, http_get  # noqa: E402
 from tailor_pipeline import events  # noqa: E402
+from tailor_pipeline.events import ClickEvent  # noqa: E402
+from tailor_pipeline.features import Profile, top, update_profile  # noqa: E402
 from tailor_pipeline.generator import GeneratorSettings, stream  # noqa: E402
 from tailor_pipeline.train import train, write_model  # noqa: E402
 from tests.pipeline_env import Workers, create_pipeline, group_lag, produce_all  # noqa: E402
@@ -57,14 +68,25 @@ P99_BUDGET_MS = 5.0
 TIMEOUT = "2s"
 
 
-def targets(path: Path, url: str, users: list[str], n: int = 20_000) -> Path:
-    """vegeta's JSON target format, one request per line, cycled through in order."""
+def decide_body(user: str) -> bytes:
+    return json.dumps({"user_id": user, "k": 10}).encode()
+
+
+def targets(
+    path: Path,
+    url: str,
+    users: list[str],
+    body_of: Callable[[str], bytes] = decide_body,
+    n: int = 20_000,
+) -> Path:
+    """vegeta's JSON target format, one request per line, cycled through in order; the
+    same users in the same order whatever ``body_of`` makes of them."""
     rng = random.Random(1)
     header = {"Content-Type": ["application/json"]}
     with path.open("w") as f:
         for i in range(n):
             user = rng.choice(users) if rng.random() < 0.9 else f"cold-{i}"
-            body = json.dumps({"user_id": user, "k": 10}).encode()
+            body = body_of(user)
             line = {
                 "method": "POST",
                 "url": url,
@@ -260,6 +282,63 @@ def floor(
     return {"server": "aiohttp, fixed answer", "by_rate": by_rate, "max_rps_p99_under_5ms": good}
 
 
+def feast_profiles(history: list[ClickEvent], settings: Any) -> dict[str, dict[str, object]]:
+    """The users' profiles as Feast features: what a feature-store-backed recommender
+    would look up (top items by decayed affinity, last event time, event count)."""
+    profiles: dict[str, Profile] = {}
+    counts: dict[str, int] = {}
+    for event in history:
+        profile = profiles.get(event.user_id)
+        if profile is None:
+            profile = profiles[event.user_id] = Profile()
+        update_profile(profile, event, settings.features)
+        counts[event.user_id] = counts.get(event.user_id, 0) + 1
+    now_ms = time.time() * 1000
+    return {
+        user: {
+            "top_items": json.dumps(
+                [i for i, _ in top(p.items, 10, now_ms, settings.features.half_life_s)]
+            ),
+            "last_seen_ms": int(p.last_seen_ms or 0),
+            "events": counts[user],
+        }
+        for user, p in profiles.items()
+    }
+
+
+def peer(
+    vegeta: Path,
+    history: list[ClickEvent],
+    settings: Any,
+    users: list[str],
+    rates: list[int],
+    seconds: float,
+    quick: bool,
+    work: Path,
+) -> dict[str, Any]:
+    """Feast's online lookup of the same users' profiles, on the scorer's core, with the
+    same load generator, targets order and rates."""
+    bin_dir = feast_peer.feast_venv(cache.cache_root())
+    started = time.monotonic()
+    repo = feast_peer.write_repo(work, bin_dir, feast_profiles(history, settings))
+    print(
+        f"feast: {len(users)} profiles materialized in {time.monotonic() - started:.1f}s",
+        file=sys.stderr,
+    )
+    port = free_port()
+    with feast_peer.serving(repo, bin_dir, port, SCORER_CORE, work) as url:
+        target_file = targets(work / "feast.json", url, users, feast_peer.lookup_body)
+        by_rate, good = ladder(vegeta, target_file, port, rates, seconds, quick, work)
+    at_5000 = next((r for r in by_rate if r["offered_rps"] == 5000), None)
+    return {
+        "peer": "feast",
+        "peer_version": feast_peer.FEAST_VERSION,
+        "peer_by_rate": by_rate,
+        "peer_max_rps": good,
+        "peer_p99_ms_at_5000": at_5000["p99_ms"] if at_5000 and passes(at_5000) else None,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller data, fewer rates")
@@ -367,8 +446,15 @@ def main() -> int:
             scorer.stop()
             scorer = None
             result["floor"] = floor(vegeta, users, rates, seconds, args.quick, work)
-            # Not measured yet (issue 16, parts 2 and 3): say so rather than leave a gap.
-            result["peer"] = None
+            result.update(peer(vegeta, history, settings, users, rates, seconds, args.quick, work))
+            result["p99_ratio_to_peer"] = {
+                str(mine["offered_rps"]): round(mine["p99_ms"] / theirs["p99_ms"], 2)
+                for mine in by_rate
+                for theirs in result["peer_by_rate"]
+                if mine["offered_rps"] == theirs["offered_rps"]
+                and not mine["errors"]
+                and not theirs["errors"]
+            }
         finally:
             if scorer:
                 scorer.stop()
