@@ -10,9 +10,11 @@ created a new one (new uid); at least 20 (60 without --quick). Rollback: one mor
 serves model v1 with strategy Canary; v2 goes into the spec, and once its canary runs, what
 scorers failing 20% of v2's requests would log is written to the decisions topic. rollback_s
 runs from that moment (a failed canary becomes detectable) until the canary Deployment and
-its pods are gone and the stable scorers serve alone. Prints one JSON object: repair_p50_s,
-repair_p95_s, repair_max_s, repairs, repair_p50_s_by_kind, rollback_s, rollback_detect_s,
-and the operator's TAILOR_ROLLOUT_CHECK_SECONDS (how often a running canary is judged).
+its pods are gone and the stable scorers serve alone. Topics: a pipeline's profiles topic is
+deleted in Kafka (3 times, 6 without --quick) and timed until it exists again. Prints one
+JSON object: repair_p50_s, repair_p95_s, repair_max_s, repairs, repair_p50_s_by_kind,
+rollback_s, rollback_detect_s, topic_recreate_s (median) and topic_recreate_max_s, and the
+operator's TAILOR_ROLLOUT_CHECK_SECONDS (how often a running canary is judged).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka.admin import AdminClient
 from kubernetes import client
 from measure import percentile, seconds_to_recreate
 
@@ -126,6 +129,29 @@ def measure_repairs(api: client.ApiClient, pipelines: int, repairs: int) -> dict
         "repair_p95_s": round(percentile(every, 0.95), 3),
         "repair_max_s": round(max(every), 3),
         "repair_p50_s_by_kind": {k: round(statistics.median(v), 3) for k, v in by_kind.items()},
+    }
+
+
+def measure_topic_recreation(bootstrap: str, pipelines: int, times: int) -> dict[str, Any]:
+    """A pipeline's profiles topic deleted in Kafka, timed until it exists again (the
+    operator's per-cluster topic check, not its 60 s resync, has to notice)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    took = []
+    for i in range(times):
+        topic = f"{NAMESPACE}.p{i % pipelines:03d}.profiles"
+        admin.delete_topics([topic])[topic].result(timeout=30)
+        started = time.monotonic()
+        while topic in admin.list_topics(timeout=10).topics:
+            time.sleep(0.05)  # the deletion itself takes a moment to show in metadata
+        while topic not in admin.list_topics(timeout=10).topics:
+            if time.monotonic() - started > 120:
+                raise RuntimeError(f"{topic} was not recreated within 120 s")
+            time.sleep(0.1)
+        took.append(time.monotonic() - started)
+    return {
+        "topic_recreate_s": round(statistics.median(took), 2),
+        "topic_recreate_max_s": round(max(took), 2),
+        "topic_recreations": len(took),
     }
 
 
@@ -248,6 +274,10 @@ def main() -> int:
             with control_plane.api_client() as api:
                 result = measure_repairs(api, pipelines, repairs)
                 result.update(measure_rollback(api, kubectl, broker.bootstrap_servers))
+            recreations = 3 if args.quick else 6
+            result.update(
+                measure_topic_recreation(broker.bootstrap_servers, pipelines, recreations)
+            )
         finally:
             operator.stop()
     print(
@@ -259,7 +289,7 @@ def main() -> int:
                 "rollout_check_seconds": float(check_seconds),
                 "host": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
             },
-            indent=2,
+            separators=(",", ":"),
         )
     )
     return 0

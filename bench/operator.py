@@ -237,7 +237,7 @@ def main() -> int:
                 "repairs": repairs,
                 "host": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
             },
-            indent=2,
+            separators=(",", ":"),
         )
     )
     return 0

@@ -143,7 +143,7 @@ def main() -> int:
     }
     result["seconds"] = round(time.monotonic() - started, 1)
     result["training_seconds"] = round(train_seconds, 1)
-    print(json.dumps(result, indent=2))
+    print(json.dumps(result, separators=(",", ":")))
     return 0
 
 

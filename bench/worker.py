@@ -267,7 +267,7 @@ def main() -> int:
     with KafkaBroker() as broker:
         result["throughput"] = throughput(broker, work, args.quick)
         result["rolling_restart"] = rolling_restart(broker, work, args.quick)
-    print(json.dumps(result, indent=2))
+    print(json.dumps(result, separators=(",", ":")))
     return 0
 
 

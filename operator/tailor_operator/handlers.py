@@ -28,6 +28,9 @@ DEFAULT_IMAGES = Images(
 # Kafka never strands a namespace in Terminating.
 DELETE_RETRIES = int(os.environ.get("TAILOR_DELETE_RETRIES", "5"))
 RESYNC_SECONDS = float(os.environ.get("TAILOR_RESYNC_SECONDS", "60"))
+# How often every Kafka cluster is asked (one metadata request) whether a pipeline's topic
+# was deleted; such a pipeline is reconciled at once.
+TOPIC_CHECK_SECONDS = float(os.environ.get("TAILOR_TOPIC_CHECK_SECONDS", "3"))
 # Reconciles wait on the API server and Kafka, not the CPU: more threads than cores.
 WORKER_THREADS = int(os.environ.get("TAILOR_WORKER_THREADS", "16"))
 
@@ -76,6 +79,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # A resync catches what no watch reports: a topic deleted or changed in Kafka, Kafka
     # back after an outage. Not a Kopf timer: those hold a finalizer on every pipeline.
     memo.runtime.start_resync(RESYNC_SECONDS)
+    memo.runtime.start_topic_watch(TOPIC_CHECK_SECONDS)
 
 
 @kopf.on.resume(*PIPELINES)

@@ -54,6 +54,9 @@ class Outcome:
     created: list[str] = field(default_factory=list)
     # Topics this run created although the last status listed them: deleted behind our back.
     recreated_topics: list[str] = field(default_factory=list)
+    # The Kafka client settings and the topics that exist now, for the runtime's cheap
+    # check that they still do (None when Kafka did not answer).
+    topic_watch: tuple[dict[str, str], frozenset[str]] | None = None
     # A rollout transition changed what the scorers serve (the children changed on purpose).
     rollout_changed: bool = False
     # A canary or a rolling update is under way: look again soon, not at the next resync.
@@ -114,12 +117,14 @@ class _TopicsResult:
     unavailable: bool = False
     operations: dict[str, int] = field(default_factory=dict)
     created: list[str] = field(default_factory=list)
+    client_config: dict[str, str] | None = None
 
 
 def _reconcile_topics(pipeline: Pipeline, deps: Dependencies) -> _TopicsResult:
     names = [pipeline.topic_name(role) for role in naming.TOPIC_ROLES]
     try:
-        admin = deps.kafka_admin(kafka_client_config(pipeline, deps.kube))
+        client_config = kafka_client_config(pipeline, deps.kube)
+        admin = deps.kafka_admin(client_config)
         actual = admin.describe(names)
         events = actual.get(pipeline.topic_name("events"))
         desired = desired_topics(pipeline, events.partitions if events else None)
@@ -173,7 +178,15 @@ def _reconcile_topics(pipeline: Pipeline, deps: Dependencies) -> _TopicsResult:
     if plan.warnings:
         message += "; " + "; ".join(plan.warnings)
     reason = Reason.TOPICS_UNMANAGED if pipeline.topics_unmanaged else Reason.TOPICS_READY
-    return _TopicsResult("True", reason, message, topics, operations=operations, created=created)
+    return _TopicsResult(
+        "True",
+        reason,
+        message,
+        topics,
+        operations=operations,
+        created=created,
+        client_config=client_config,
+    )
 
 
 @dataclass(frozen=True)
@@ -585,6 +598,11 @@ def reconcile(
         topic_operations=topics.operations,
         applied_markers={key: change_marker(obj) for key, obj in stored.items()},
         created=created,
+        topic_watch=(
+            (topics.client_config, frozenset(t.name for t in topics.topics.values()))
+            if topics.client_config is not None
+            else None
+        ),
     )
 
 

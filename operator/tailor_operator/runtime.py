@@ -108,6 +108,9 @@ class Runtime:
     _resync: asyncio.Task[None] | None = None
     # Pipelines with a rollout check scheduled.
     _checks: dict[Key, asyncio.TimerHandle] = field(default_factory=dict)
+    # Pipeline -> (Kafka client settings, its topics as the last reconcile found them).
+    _topic_watch: dict[Key, tuple[dict[str, str], frozenset[str]]] = field(default_factory=dict)
+    _topic_checker: asyncio.Task[None] | None = None
 
     def _lock(self, key: Key) -> asyncio.Lock:
         return self._locks.setdefault(key, asyncio.Lock())
@@ -122,9 +125,35 @@ class Runtime:
     def start_resync(self, interval: float) -> None:
         self._resync = asyncio.create_task(self._resync_forever(interval))
 
+    def start_topic_watch(self, interval: float) -> None:
+        self._topic_checker = asyncio.create_task(self._watch_topics_forever(interval))
+
     def stop(self) -> None:
-        if self._resync is not None:
-            self._resync.cancel()
+        for task in (self._resync, self._topic_checker):
+            if task is not None:
+                task.cancel()
+
+    async def _watch_topics_forever(self, interval: float) -> None:
+        """Kafka has no watch: every ``interval``, one metadata request per cluster (not per
+        pipeline) tells whether a topic of a pipeline has gone, and that pipeline is
+        reconciled at once instead of at the next resync."""
+        while True:
+            await asyncio.sleep(interval)
+            clusters: dict[frozenset[tuple[str, str]], list[Key]] = {}
+            for key, (config, _) in self._topic_watch.items():
+                clusters.setdefault(frozenset(config.items()), []).append(key)
+            for config_items, keys in clusters.items():
+                admin = self.deps.kafka_admin(dict(config_items))
+                try:
+                    present = await asyncio.to_thread(admin.topic_names)
+                except Exception as exc:  # Kafka away: the reconciles report that
+                    _log.debug("Topic check skipped: %s", exc)
+                    continue
+                for key in keys:
+                    watched = self._topic_watch.get(key)
+                    if watched is not None and not watched[1] <= present:
+                        _log.info("Topics of %s/%s are missing in Kafka: reconciling", *key)
+                        self.trigger(*key, full=True)
 
     async def _resync_forever(self, interval: float) -> None:
         while True:
@@ -211,6 +240,7 @@ class Runtime:
                 body = await asyncio.to_thread(self.deps.kube.get_pipeline, *key)
                 if body is None:
                     _forget_ready(key)
+                    self._topic_watch.pop(key, None)
                     self._known.discard(key)
                     self._deployments.pop(key, None)
                     self._applied.pop(key, None)
@@ -297,6 +327,8 @@ class Runtime:
         )
         self._applied[key] = outcome.applied_markers
         self._applied_for[key] = generation
+        if outcome.topic_watch is not None:
+            self._topic_watch[key] = outcome.topic_watch
         # What we just applied is what the watch will show: not drift.
         self._seen[key] = dict(outcome.applied_markers)
         if outcome.status is not None:

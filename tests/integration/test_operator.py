@@ -637,14 +637,15 @@ def test_a_directory_applied_twice_converges_once(kube, kafka, operator, namespa
 def test_a_topic_deleted_behind_the_operators_back_is_recreated_and_reported(
     kube, kafka, operator, namespace
 ):
-    operator.start(namespace, resync_seconds=2)
+    # A resync far away: the operator's watch on the cluster's topics must notice.
+    operator.start(namespace, resync_seconds=600)
     apply(kube, namespace, minimal(kafka))
     wait_ready(kube, namespace, "storefront")
     victim = f"{namespace}.storefront.profiles"
     admin = AdminClient({"bootstrap.servers": kafka})
     admin.delete_topics([victim])[victim].result(timeout=30)
 
-    degraded = wait_condition(kube, namespace, "storefront", "Degraded", "TopicRecreated")
+    degraded = wait_condition(kube, namespace, "storefront", "Degraded", "TopicRecreated", 15)
     assert degraded["status"] == "True"
     assert victim in degraded["message"]
     assert "gone" in degraded["message"]

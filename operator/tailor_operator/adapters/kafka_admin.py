@@ -109,6 +109,16 @@ class KafkaAdmin:
         self._admin = self._connect()
         return exc
 
+    def topic_names(self) -> set[str]:
+        """Every topic of the cluster, from one metadata request: the cheap check for
+        topics deleted behind the operator's back."""
+        admin = self._admin
+        try:
+            metadata = admin.list_topics(timeout=TIMEOUT_S / 2)
+        except KafkaException as exc:
+            raise KafkaUnavailable(f"cannot list topics: {_kafka_reason(exc)}") from exc
+        return set(metadata.topics)
+
     def describe(self, names: Iterable[str]) -> dict[str, ActualTopic]:
         """The topics among ``names`` that exist, with partitions, RF and topic-level configs.
         Asks about these topics only: the cost does not grow with the cluster's topic count."""
