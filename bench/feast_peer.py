@@ -16,7 +16,7 @@ import datetime
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -90,7 +90,9 @@ def feast_venv(cache_root: Path) -> Path:
     return venv / "bin"
 
 
-def write_repo(work: Path, bin_dir: Path, profiles: dict[str, dict[str, object]]) -> Path:
+def write_repo(
+    work: Path, bin_dir: Path, profiles: Iterable[tuple[str, dict[str, object]]]
+) -> Path:
     """A feature repository with the profiles applied and materialized; its path."""
     repo = work / "feast-repo"
     (repo / "data").mkdir(parents=True, exist_ok=True)
@@ -98,7 +100,7 @@ def write_repo(work: Path, bin_dir: Path, profiles: dict[str, dict[str, object]]
     (repo / "profiles.py").write_text(_REPO_PY)
     rows = repo / "profiles.jsonl"
     with rows.open("w") as f:
-        for user, features in profiles.items():
+        for user, features in profiles:
             f.write(json.dumps({"user_id": user, **features}) + "\n")
     python = str(bin_dir / "python")
     subprocess.run(

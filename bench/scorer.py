@@ -2,20 +2,22 @@
 
     python bench/scorer.py [--quick] [--rates 1000,2000,...] [--seconds N]
 
-Generates a click history (tailor_pipeline.generator), trains the model, folds the history
-into profiles with a real stream worker, then stops the worker. The scorer runs pinned to
-core 1 (``taskset``); the load generator, vegeta (built by the bootstrap from the Go module
-proxy), runs pinned to core 0 with the Kafka broker. vegeta offers each rate open-loop: a
+Writes a model of 100,000 items with 50 neighbours each, and a million user profiles
+(quick: 100,000; ``--users``/``--items``) into the profiles topic as stream workers leave
+them (``bench/scale_data.py``); starts a scorer and times it to Ready (it catches up on
+every profile) and its memory. The scorer runs pinned to core 1 (``taskset``); the load
+generator, vegeta (built by the bootstrap from the Go module proxy), runs pinned to core 0
+with the Kafka broker. vegeta offers each rate open-loop: a
 request leaves on schedule whether or not earlier ones were answered, so a slow server
 shows as latency and errors, never as a politely slower client. Bodies cycle through
-users, 90% with a profile and 10% cold.
+users drawn from all of them, 90% with a profile and 10% cold.
 
 Per rate: achieved rate, p50/p99/p99.9, errors (neither 200 nor 503, or a timeout: 2 s),
 and the answers overload protection gave instead of a ranking (``degraded``: trending
 items; ``shed``: 503). ``max_rps_p99_under_5ms`` is the highest offered rate (of the
 ladder, refined by bisection) whose p99 stayed at or under 5 ms with no error and at least
 99% of the answers ranked in full.
-``overload``: twice that rate for 60 s (quick: 20 s), then a quarter of it for 5 s: the
+``overload``: twice that rate for 60 s (quick: 10 s), then a quarter of it for 5 s: the
 p99 of the answers that were ranked (``admitted_p99_ms``), how many were degraded, shed or
 failed, the scorer's memory before and after, and ``recovery_s``, how soon after the load
 drops a whole second of answers is ranked within 5 ms again. ``floor``: the same ladder, in
@@ -47,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import feast_peer
+import scale_data
 from measure import histogram, percentile, rss_mb
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,12 +59,7 @@ from tailor_localenv import cache  # noqa: E402
 from tailor_localenv.bootstrap import locate  # noqa: E402
 from tailor_localenv.kafka import KafkaBroker  # noqa: E402
 from tailor_localenv.processes import ManagedProcess, free_port, http_get  # noqa: E402
-from tailor_pipeline import events  # noqa: E402
-from tailor_pipeline.events import ClickEvent  # noqa: E402
-from tailor_pipeline.features import Profile, top, update_profile  # noqa: E402
-from tailor_pipeline.generator import GeneratorSettings, stream  # noqa: E402
-from tailor_pipeline.train import train, write_model  # noqa: E402
-from tests.pipeline_env import Workers, create_pipeline, group_lag, produce_all  # noqa: E402
+from tests.pipeline_env import create_pipeline, produce_all  # noqa: E402
 
 SCORER_CORE, LOAD_CORE = "1", "0"
 P99_BUDGET_MS = 5.0
@@ -156,7 +154,11 @@ def drained(base: str, timeout: float = 60.0) -> None:
     deadline, quick = time.monotonic() + timeout, 0
     while time.monotonic() < deadline and quick < 5:
         started = time.perf_counter()
-        http_get(f"{base}/healthz")
+        try:
+            http_get(f"{base}/healthz")
+        except OSError:  # still swamped (a timeout): not drained yet
+            quick = 0
+            continue
         quick = quick + 1 if time.perf_counter() - started < 0.005 else 0
         time.sleep(0.1)
     time.sleep(1)
@@ -201,7 +203,7 @@ def ladder(
             # Refine between the last rate that passed and the first that failed, before
             # heavier overload leaves the machine warmer than it found it.
             low, high = good, bad
-            for _ in range(3 if quick else 4):
+            for _ in range(2 if quick else 4):
                 middle = (low + high) // 2
                 if middle in (low, high):
                     break
@@ -282,35 +284,11 @@ def floor(
     return {"server": "aiohttp, fixed answer", "by_rate": by_rate, "max_rps_p99_under_5ms": good}
 
 
-def feast_profiles(history: list[ClickEvent], settings: Any) -> dict[str, dict[str, object]]:
-    """The users' profiles as Feast features: what a feature-store-backed recommender
-    would look up (top items by decayed affinity, last event time, event count)."""
-    profiles: dict[str, Profile] = {}
-    counts: dict[str, int] = {}
-    for event in history:
-        profile = profiles.get(event.user_id)
-        if profile is None:
-            profile = profiles[event.user_id] = Profile()
-        update_profile(profile, event, settings.features)
-        counts[event.user_id] = counts.get(event.user_id, 0) + 1
-    now_ms = time.time() * 1000
-    return {
-        user: {
-            "top_items": json.dumps(
-                [i for i, _ in top(p.items, 10, now_ms, settings.features.half_life_s)]
-            ),
-            "last_seen_ms": int(p.last_seen_ms or 0),
-            "events": counts[user],
-        }
-        for user, p in profiles.items()
-    }
-
-
 def peer(
     vegeta: Path,
-    history: list[ClickEvent],
     settings: Any,
-    users: list[str],
+    users: int,
+    items: int,
     rates: list[int],
     seconds: float,
     quick: bool,
@@ -320,19 +298,20 @@ def peer(
     same load generator, targets order and rates."""
     bin_dir = feast_peer.feast_venv(cache.cache_root())
     started = time.monotonic()
-    repo = feast_peer.write_repo(work, bin_dir, feast_profiles(history, settings))
-    print(
-        f"feast: {len(users)} profiles materialized in {time.monotonic() - started:.1f}s",
-        file=sys.stderr,
-    )
+    rows = scale_data.feast_rows(users, items, settings.features.half_life_s)
+    repo = feast_peer.write_repo(work, bin_dir, rows)
+    loaded = round(time.monotonic() - started, 1)
+    print(f"feast: {users} profiles materialized in {loaded}s", file=sys.stderr)
+    known = [f"user-{u}" for u in range(users)]
     port = free_port()
     with feast_peer.serving(repo, bin_dir, port, SCORER_CORE, work) as url:
-        target_file = targets(work / "feast.json", url, users, feast_peer.lookup_body)
+        target_file = targets(work / "feast.json", url, known, feast_peer.lookup_body)
         by_rate, good = ladder(vegeta, target_file, port, rates, seconds, quick, work)
     at_5000 = next((r for r in by_rate if r["offered_rps"] == 5000), None)
     return {
         "peer": "feast",
         "peer_version": feast_peer.FEAST_VERSION,
+        "peer_materialize_s": loaded,
         "peer_by_rate": by_rate,
         "peer_max_rps": good,
         "peer_p99_ms_at_5000": at_5000["p99_ms"] if at_5000 and passes(at_5000) else None,
@@ -347,34 +326,32 @@ def main() -> int:
     parser.add_argument(
         "--overload-rate", type=int, help="offered rate of the overload run (default: 2x max)"
     )
+    parser.add_argument("--users", type=int, help="profiles (default 1,000,000; quick 100,000)")
+    parser.add_argument("--items", type=int, help="items in the model (default 100,000)")
     args = parser.parse_args()
     if (os.cpu_count() or 1) < 2:
         raise SystemExit("the bench pins the scorer and the load to two different cores")
     rates = (
         [int(r) for r in args.rates.split(",")]
         if args.rates
-        else [500, 1000, 2000, 5000]
+        else [250, 500, 1000, 2000]
         if args.quick
         else [1000, 2000, 4000, 5000, 6000, 8000]
     )
     seconds = args.seconds or (5.0 if args.quick else 15.0)
     vegeta = locate().binary("vegeta")
-    generator = GeneratorSettings(
-        seed=9,
-        users=2000 if args.quick else 20_000,
-        items=3000 if args.quick else 20_000,
-        days=1,
-        start_ms=int(time.time() * 1000) - 86_400_000,
-    )
-    history = list(stream(generator))
+    users = args.users or (100_000 if args.quick else 1_000_000)
+    items = args.items or 100_000
     work = Path(tempfile.mkdtemp(prefix="tailor-bench-scorer-"))
-    digest = write_model(work / "m.tailor", train(history), "item-knn", "bench")
+    started = time.monotonic()
+    digest = scale_data.write_model(work / "m.tailor", items)
+    print(f"model of {items} items written in {time.monotonic() - started:.1f}s", file=sys.stderr)
     model = {"name": "item-knn", "version": "bench", "uri": f"file://{work}/m.tailor"}
     result: dict[str, Any] = {
         "benchmark": "scorer",
-        "users": generator.users,
-        "items": generator.items,
-        "history_events": len(history),
+        "users": users,
+        "items": items,
+        "neighbours": scale_data.NEIGHBOURS,
         "scorer_core": int(SCORER_CORE),
         "load_core": int(LOAD_CORE),
         "seconds_per_rate": seconds,
@@ -394,21 +371,14 @@ def main() -> int:
             partitions=4,
             spec={"scorer": {"model": {**model, "sha256": digest}}},
         )
+        started = time.monotonic()
         produce_all(
-            broker.bootstrap_servers,
-            settings.topics.events,
-            ((e.user_id, events.encode(e)) for e in history),
+            broker.bootstrap_servers, settings.topics.profiles, scale_data.records(users, items)
         )
-        workers = Workers(config, work)
+        print(f"{users} profiles produced in {time.monotonic() - started:.1f}s", file=sys.stderr)
         port = free_port()
         scorer = None
         try:
-            workers.start("w0")
-            while group_lag(
-                broker.bootstrap_servers, settings.worker.group_id, settings.topics.events
-            ):
-                time.sleep(0.5)
-            workers.stop_all()  # profiles are built; the worker would only share cores
             started = time.monotonic()
             scorer = ManagedProcess(
                 "scorer",
@@ -422,10 +392,13 @@ def main() -> int:
             scorer.wait_healthy(
                 lambda: http_get(f"http://127.0.0.1:{port}/readyz")[0] == 200, 120, "ready"
             )
+            # Catching up on every profile in the topic is most of it.
             result["ready_s"] = round(time.monotonic() - started, 2)
-            users = sorted({e.user_id for e in history})
+            assert scorer.pid is not None
+            result["rss_mb_ready"] = round(rss_mb(scorer.pid)[0], 1)
+            known = [f"user-{u}" for u in range(users)]
             target_file = targets(
-                work / "targets.json", f"http://127.0.0.1:{port}/v1/decide", users
+                work / "targets.json", f"http://127.0.0.1:{port}/v1/decide", known
             )
             by_rate, good = ladder(vegeta, target_file, port, rates, seconds, args.quick, work)
             result["by_rate"] = by_rate
@@ -436,7 +409,7 @@ def main() -> int:
             overload_rate = args.overload_rate or max(2 * good, 500)
             drained(f"http://127.0.0.1:{port}")
             result["overload"] = overload(
-                vegeta, target_file, overload_rate, 20.0 if args.quick else 60.0, work, scorer.pid
+                vegeta, target_file, overload_rate, 10.0 if args.quick else 60.0, work, scorer.pid
             )
             print(json.dumps({"overload": result["overload"]}), flush=True)
             _, metrics = http_get(f"http://127.0.0.1:{port}/metrics")
@@ -445,8 +418,8 @@ def main() -> int:
             result["rss_mb"] = round(rss_mb(scorer.pid)[0], 1)
             scorer.stop()
             scorer = None
-            result["floor"] = floor(vegeta, users, rates, seconds, args.quick, work)
-            result.update(peer(vegeta, history, settings, users, rates, seconds, args.quick, work))
+            result["floor"] = floor(vegeta, known, rates, seconds, args.quick, work)
+            result.update(peer(vegeta, settings, users, items, rates, seconds, args.quick, work))
             result["p99_ratio_to_peer"] = {
                 str(mine["offered_rps"]): round(mine["p99_ms"] / theirs["p99_ms"], 2)
                 for mine in by_rate
@@ -458,7 +431,6 @@ def main() -> int:
         finally:
             if scorer:
                 scorer.stop()
-            workers.stop_all()
     print(json.dumps(result, separators=(",", ":")))
     return 0
 

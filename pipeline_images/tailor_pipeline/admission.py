@@ -7,8 +7,8 @@ late by exactly the time the callbacks queued ahead of it took, which is what a 
 arriving now would wait before its handler runs. Ranking is most of a request's cost and a
 degraded answer almost none, so under a load the scorer cannot rank, the queue stops
 growing: admitted requests keep their latency, the excess still gets an answer, and only
-when even that cannot keep up (the wait stays over the limit for several probes in a row)
-are requests refused. A client that sends a deadline
+when even that cannot keep up (the median of the last three probes is over the limit) are
+requests refused. A client that sends a deadline
 (``X-Tailor-Deadline-Ms``) is refused at once when the wait alone would exceed it.
 """
 
@@ -49,7 +49,7 @@ def verdict(
     wait_ms: float, sustained_ms: float, limits: Limits, deadline_ms: float | None = None
 ) -> Verdict:
     """What to do with a request arriving now (pure). ``wait_ms``: the latest wait;
-    ``sustained_ms``: the least of the last few. Overload is a queue that stays: one
+    ``sustained_ms``: the median of the last few. Overload is a queue that stays: one
     stall (the process descheduled, a long collection) is over by the time it is seen, and
     neither degrades nor refuses anyone. A client's deadline is held against the latest
     wait."""
@@ -69,7 +69,7 @@ class QueueWait:
     # The probe stops after this long without a request.
     IDLE_SECONDS = 0.5
 
-    # The wait counts as sustained when this many probes in a row saw it.
+    # The sustained wait is the median of this many probes.
     SUSTAINED_PROBES = 3
 
     def __init__(self) -> None:
@@ -104,7 +104,8 @@ class QueueWait:
             self.ms = max(0.0, (loop.time() - due) * 1000.0)
             self._recent.append(self.ms)
             full = len(self._recent) == self._recent.maxlen
-            self.sustained_ms = min(self._recent) if full else 0.0
+            # The median of the last three: one late probe (a stall) does not move it.
+            self.sustained_ms = sorted(self._recent)[len(self._recent) // 2] if full else 0.0
             QUEUE_WAIT.set(self.ms / 1000.0)
         self.ms = self.sustained_ms = 0.0
         self._recent.clear()
