@@ -399,35 +399,11 @@ class Scorer:
             candidates=request.candidates,
             rng=self.rng,
         )
-        request_id = uuid.uuid4().hex
         profile_age_ms = (
             int(now_ms - profile.last_seen_ms) if profile and profile.last_seen_ms else None
         )
-        response = {
-            "request_id": request_id,
-            "user_id": request.user_id,
-            "model_version": self.model_version,
-            "items": [
-                {"item_id": s.item, "score": round(s.score, 6), "reason": s.reason} for s in ranked
-            ],
-            "profile_age_ms": profile_age_ms,
-        }
-        elapsed = time.perf_counter() - started
-        DECISION_SECONDS.observe(elapsed)
-        shown = tuple(contract.ShownItem(s.item, round(s.score, 6), s.reason) for s in ranked)
-        self._log(
-            contract.Decision(
-                request_id=request_id,
-                user_id=request.user_id,
-                ts=int(now_ms),
-                model_version=self.model_version,
-                items=shown,
-                latency_ms=round(elapsed * 1000.0, 3),
-                context=request.context,
-                profile_age_ms=profile_age_ms,
-            )
-        )
-        return response
+        shown = [(s.item, round(s.score, 6), s.reason) for s in ranked]
+        return self._answer(request, shown, now_ms, started, profile_age_ms)
 
     def degraded(self, request: DecideRequest, started: float) -> dict[str, Any]:
         """The cheap answer under overload: the top trending items the request allows,
@@ -441,9 +417,21 @@ class Scorer:
                 items.append((item, round(score, 6)))
                 if len(items) >= k:
                     break
-        request_id = uuid.uuid4().hex
-        now_ms = self.clock() * 1000.0
         DEGRADED.inc()
+        shown = [(item, score, "degraded") for item, score in items]
+        return self._answer(request, shown, self.clock() * 1000.0, started, None)
+
+    def _answer(
+        self,
+        request: DecideRequest,
+        shown: list[tuple[str, float, str]],
+        now_ms: float,
+        started: float,
+        profile_age_ms: int | None,
+    ) -> dict[str, Any]:
+        """The answer to one request, and its line in the decision log (item, score and
+        reason of each item shown)."""
+        request_id = uuid.uuid4().hex
         elapsed = time.perf_counter() - started
         DECISION_SECONDS.observe(elapsed)
         self._log(
@@ -452,17 +440,18 @@ class Scorer:
                 user_id=request.user_id,
                 ts=int(now_ms),
                 model_version=self.model_version,
-                items=tuple(contract.ShownItem(i, s, "degraded") for i, s in items),
+                items=tuple(contract.ShownItem(i, s, r) for i, s, r in shown),
                 latency_ms=round(elapsed * 1000.0, 3),
                 context=request.context,
+                profile_age_ms=profile_age_ms,
             )
         )
         return {
             "request_id": request_id,
             "user_id": request.user_id,
             "model_version": self.model_version,
-            "items": [{"item_id": i, "score": s, "reason": "degraded"} for i, s in items],
-            "profile_age_ms": None,
+            "items": [{"item_id": i, "score": s, "reason": r} for i, s, r in shown],
+            "profile_age_ms": profile_age_ms,
         }
 
     def failed(self, request: DecideRequest, error: BaseException, started: float) -> str:
