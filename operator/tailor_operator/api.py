@@ -214,6 +214,19 @@ DEFAULT_EVENT_WEIGHTS = {"view": 1.0, "click": 2.0, "add_to_cart": 4.0, "purchas
 class FeaturesSpec(ApiModel):
     """How the stream worker turns events into a user profile."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "!has(self.seenEventTypes) || !has(self.eventWeights)"
+                    " || self.seenEventTypes.all(t, t in self.eventWeights)",
+                    "every seenEventTypes entry must be an event type of eventWeights",
+                    ".seenEventTypes",
+                )
+            ]
+        }
+    )
+
     half_life: Annotated[str, Field(pattern=POSITIVE_DURATION_PATTERN)] = Field(
         "30m", description="Half-life of a user's affinities, e.g. 30m or 7d; more than zero."
     )
@@ -224,6 +237,17 @@ class FeaturesSpec(ApiModel):
         default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS),
         description="Weight of each event type in the affinities; other types are ignored.",
         json_schema_extra={"default": dict(DEFAULT_EVENT_WEIGHTS)},
+    )
+    seen_event_types: list[
+        Annotated[str, Field(min_length=1, max_length=64, description="An event type.")]
+    ] = Field(
+        default_factory=lambda: ["purchase"],
+        max_length=32,
+        description="Event types that make an item seen: the scorer never recommends it to"
+        " that user again (kept as a 4-byte hash per item, no cap). [purchase] suits a"
+        " store; add view where an item is rarely consumed twice (films, articles); [] to"
+        " exclude nothing.",
+        json_schema_extra={"default": ["purchase"]},
     )
 
 
@@ -493,10 +517,13 @@ class DecisionSpec(ApiModel):
         description="Epsilon exploration.",
         json_schema_extra={"default": {}},
     )
-    fallback: Literal["trending", "popular"] = Field(
-        "trending",
-        description="What users without a profile get: trending (what is clicked now) or"
-        " popular (the model's most popular items; trending while no model is set).",
+    fallback: Literal["popular", "trending"] = Field(
+        "popular",
+        description="What users with little or no recent activity lean on: popular (this"
+        " week's most popular items, counted live by the stream workers) or trending (what"
+        " is clicked in the last hours). The more fresh activity a user has, the less it"
+        " weighs; a first visit gets it alone. popular is the better default: it wins on"
+        " first visits in bench/quality.py.",
     )
 
 

@@ -12,8 +12,10 @@ older than an entry's last update adds its weight undecayed (clocks never run ba
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
+import zlib
 
 import msgspec
 
@@ -39,9 +41,13 @@ def _bump(
     if entry is None:
         scores[key] = [weight, ts]
         return
-    entry[0] = decayed(entry[0], entry[1], ts, half_life_s) + weight
-    if ts > entry[1]:
+    # decayed(), inlined: this runs four times per event on the worker's hot path.
+    updated = entry[1]
+    if ts > updated:
+        entry[0] = entry[0] * math.exp2(-(ts - updated) / (half_life_s * 1000.0)) + weight
         entry[1] = ts
+    else:
+        entry[0] += weight
 
 
 def _prune(scores: dict[str, list[float]], cap: int, now_ms: float, half_life_s: float) -> None:
@@ -69,6 +75,16 @@ def top(
     return best
 
 
+def item_hash(item: str) -> int:
+    """An item's key in a profile's seen set: the CRC-32 of its UTF-8 id.
+
+    Four bytes per item instead of the id: a user's whole history fits, so exclusion never
+    depends on a cap. Two items share a key with probability 2**-32 per pair: a user who
+    has seen 1,000 items hides a given unseen item by mistake about once in four million.
+    """
+    return zlib.crc32(item.encode())
+
+
 class Profile(msgspec.Struct, array_like=True, gc=False):
     """One user's real-time state. Field order is the wire order (see profile_codec)."""
 
@@ -85,6 +101,10 @@ class Profile(msgspec.Struct, array_like=True, gc=False):
     # Latest event ts seen (ms).
     last_seen_ms: int = 0
     events: int = 0
+    # item_hash of every item the user had an event of a ``seen_event_types`` type on,
+    # ascending, no cap: the scorer never recommends them. Last, so profiles written
+    # before it existed still decode (with an empty set).
+    seen: list[int] = msgspec.field(default_factory=list)
 
 
 def _push_recent(recent: list[str], item: str, limit: int) -> None:
@@ -110,6 +130,11 @@ def update_profile(profile: Profile, event: ClickEvent, settings: FeatureSetting
         _prune(profile.categories, settings.max_categories, ts, half_life)
     if event.type == "purchase":
         _push_recent(profile.purchased, event.item_id, settings.max_purchased)
+    if event.type in settings.seen_event_types:
+        key = item_hash(event.item_id)
+        at = bisect.bisect_left(profile.seen, key)
+        if at == len(profile.seen) or profile.seen[at] != key:
+            profile.seen.insert(at, key)
     profile.counts[event.type] = profile.counts.get(event.type, 0) + 1
     if event.ts > profile.last_seen_ms:
         profile.last_seen_ms = event.ts
@@ -123,22 +148,26 @@ class Trending(msgspec.Struct, array_like=True, gc=False):
     items: dict[str, list[float]] = msgspec.field(default_factory=dict)
     # Latest event ts seen (ms): "now" for this partition's trending.
     clock_ms: int = 0
+    # Interactions (each event counts 1) with the much longer ``popular_half_life_s``:
+    # what is popular this week, the prior of users with little or no evidence. Last, so
+    # records written before it existed still decode (with no popularity: the scorer
+    # then uses the model's).
+    popular: dict[str, list[float]] = msgspec.field(default_factory=dict)
 
 
 def update_trending(trending: Trending, event: ClickEvent, settings: FeatureSettings) -> None:
     ts = float(event.ts)
     if event.ts > trending.clock_ms:
         trending.clock_ms = event.ts
-    _bump(
-        trending.items,
-        event.item_id,
-        settings.event_weights.get(event.type, 0.0),
-        ts,
-        settings.trending_half_life_s,
-    )
-    _prune(
-        trending.items,
-        settings.trending_max_items,
-        float(trending.clock_ms),
-        settings.trending_half_life_s,
-    )
+    clock = float(trending.clock_ms)
+    cap = settings.trending_max_items
+    weight = settings.event_weights.get(event.type, 0.0)
+    _bump(trending.items, event.item_id, weight, ts, settings.trending_half_life_s)
+    if len(trending.items) > cap * _PRUNE_SLACK:
+        _prune(trending.items, cap, clock, settings.trending_half_life_s)
+    # Popularity counts interactions, whatever their type: weighting purchases up favours
+    # what is bought over what is looked at, and lost to plain counts on first visits
+    # (bench/quality.py).
+    _bump(trending.popular, event.item_id, 1.0, ts, settings.popular_half_life_s)
+    if len(trending.popular) > cap * _PRUNE_SLACK:
+        _prune(trending.popular, cap, clock, settings.popular_half_life_s)

@@ -9,6 +9,12 @@
 - Drift: every simulated day, tastes move a little towards a fresh draw, and a handful of
   items become the day's hits (their popularity is multiplied for that day).
 
+Shapes real data has, off by default (``bench/quality.py`` names a scenario after each):
+- ``first_visit_share``: that share of users arrives on a random day, not on the first;
+- ``dormant_share``: that share of users goes quiet for ``dormant_days`` and comes back;
+- ``long_session_share``: that share of sessions are long bursts (``long_session_views``);
+- ``repeat_views=False``: a user never views an item twice (films, books, articles).
+
 ``stream(GeneratorSettings(...))`` yields ``ClickEvent``s in time order; the same seed gives
 the same stream.
 """
@@ -48,6 +54,12 @@ class GeneratorSettings:
     p_purchase: float = 0.4
     # How far (in items of the same category) the next item usually lies from the last.
     neighbourhood: int = 4
+    first_visit_share: float = 0.0
+    dormant_share: float = 0.0
+    dormant_days: int = 21
+    long_session_share: float = 0.0
+    long_session_views: float = 60.0
+    repeat_views: bool = True
 
 
 def _dirichlet(rng: random.Random, n: int, concentration: float) -> list[float]:
@@ -84,6 +96,8 @@ def stream(s: GeneratorSettings) -> Iterator[ClickEvent]:
     catalogue = _Catalogue(s, rng)
     categories = [c for c in range(s.categories) if catalogue.by_category[c]]
     tastes = [_dirichlet(rng, len(categories), s.taste_concentration) for _ in range(s.users)]
+    active = _activity(s, rng)
+    viewed: list[set[int]] | None = None if s.repeat_views else [set() for _ in range(s.users)]
     session_counter = itertools.count()
     for day in range(s.days):
         catalogue.boost = {rng.randrange(s.items): s.hit_boost for _ in range(s.hits_per_day)}
@@ -98,6 +112,10 @@ def stream(s: GeneratorSettings) -> Iterator[ClickEvent]:
         day_events: list[ClickEvent] = []
         day_start = s.start_ms + day * DAY_MS
         for user in range(s.users):
+            if active is not None:
+                first, leaves, back = active[user]
+                if day < first or leaves <= day < back:
+                    continue
             sessions = int(s.sessions_per_user_per_day) + (
                 rng.random() < s.sessions_per_user_per_day % 1
             )
@@ -112,10 +130,29 @@ def stream(s: GeneratorSettings) -> Iterator[ClickEvent]:
                         user,
                         day_start,
                         next(session_counter),
+                        viewed[user] if viewed is not None else None,
                     )
                 )
         day_events.sort(key=lambda e: (e.ts, e.user_id))
         yield from day_events
+
+
+def _activity(s: GeneratorSettings, rng: random.Random) -> list[tuple[int, int, int]] | None:
+    """Per user, ``(first, leaves, back)``: they come on day ``d`` if ``d >= first`` and
+    not ``leaves <= d < back`` (None: every user comes every day)."""
+    if not (s.first_visit_share or s.dormant_share):
+        return None
+    days: list[tuple[int, int, int]] = []
+    for _ in range(s.users):
+        draw = rng.random()
+        if draw < s.first_visit_share:
+            days.append((rng.randrange(s.days), 0, 0))
+        elif draw < s.first_visit_share + s.dormant_share and s.days > s.dormant_days + 1:
+            leaves = rng.randrange(1, s.days - s.dormant_days)
+            days.append((0, leaves, leaves + s.dormant_days))
+        else:
+            days.append((0, 0, 0))
+    return days
 
 
 def _session(
@@ -127,13 +164,27 @@ def _session(
     user: int,
     day_start: int,
     session: int,
+    viewed: set[int] | None,
 ) -> Iterator[ClickEvent]:
     category = rng.choices(categories, weights=taste)[0]
     items = catalogue.by_category[category]
     ts = day_start + rng.randrange(DAY_MS - 3_600_000)
-    views = max(1, round(rng.expovariate(1 / s.mean_session_views)))
+    mean_views = s.mean_session_views
+    if s.long_session_share and rng.random() < s.long_session_share:
+        mean_views = s.long_session_views
+    views = max(1, round(rng.expovariate(1 / mean_views)))
     item = catalogue.pick(rng, category)
     for _ in range(views):
+        if viewed is not None:
+            # Seen before: try a few other items of the category; a user who has seen
+            # them all ends the session.
+            for _ in range(8):
+                if item not in viewed:
+                    break
+                item = catalogue.pick(rng, category)
+            else:
+                return
+            viewed.add(item)
         ts += rng.randrange(5_000, 90_000)
         view = ClickEvent(
             user_id=f"user-{user}",

@@ -41,6 +41,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from tailor_pipeline.features import item_hash
+
 MAGIC = b"TAILORM\x00"
 FORMAT_VERSION = 1
 _ALIGN = 64
@@ -81,10 +83,26 @@ class Model:
     categories: list[str]
     # Item indices by popularity, best first (the cold-start fallback), at most 1000.
     popular_order: npt.NDArray[np.intp]
+    # features.item_hash of each item (the key a profile's seen set holds), ascending, and
+    # the row of each.
+    sorted_hashes: npt.NDArray[np.uint32]
+    hash_rows: npt.NDArray[np.intp]
 
     @property
     def items(self) -> int:
         return len(self.item_ids)
+
+    def rows_of(self, hashes: npt.NDArray[np.uint32]) -> list[int]:
+        """The rows of the items with these item_hash keys (all of them, where two items
+        share a key)."""
+        if not len(hashes):
+            return []
+        first = np.searchsorted(self.sorted_hashes, hashes, "left")
+        last = np.searchsorted(self.sorted_hashes, hashes, "right")
+        rows = [int(r) for r in self.hash_rows[first[last > first]]]
+        for a, b in zip(first, last, strict=True):
+            rows.extend(int(r) for r in self.hash_rows[a + 1 : b])  # rare: a shared key
+        return rows
 
     def category_of(self, item: int) -> str | None:
         c = int(self.category[item])
@@ -197,6 +215,8 @@ def load(path: Path, sha256: str | None) -> Model:
         arrays[key] = np.asarray(section_view)
     offsets, blob = arrays["ids_offsets"], bytes(arrays["ids_blob"])
     ids = [blob[offsets[i] : offsets[i + 1]].decode() for i in range(len(offsets) - 1)]
+    hashes = np.fromiter((item_hash(i) for i in ids), dtype=np.uint32, count=len(ids))
+    hash_rows = np.argsort(hashes, kind="stable")
     return Model(
         name=header["name"],
         version=header["version"],
@@ -209,4 +229,6 @@ def load(path: Path, sha256: str | None) -> Model:
         weights=arrays["weights"],
         categories=list(header["categories"]),
         popular_order=np.argsort(-arrays["popularity"], kind="stable")[:1000],
+        sorted_hashes=hashes[hash_rows],
+        hash_rows=hash_rows,
     )

@@ -111,6 +111,7 @@ class ProfileTable:
         self.profiles: dict[str, bytes] = {}
         self._trending: dict[str, Trending] = {}
         self.trending: list[tuple[str, float]] = []
+        self.popular: list[tuple[str, float]] = []
         self.caught_up = threading.Event()
         self.error: str | None = None
         self._stop = threading.Event()
@@ -204,18 +205,26 @@ class ProfileTable:
                 _log.warning("Skipping trending of partition %s: %s", key, exc)
 
     def _refresh_trending(self) -> None:
-        """Each events partition counts the items its users touched: sum them, decayed to
-        the newest partition's clock."""
-        half_life = self._settings.features.trending_half_life_s
+        """Each events partition counts the items its users touched, over the last hours
+        (trending) and the last weeks (popular): sum them, decayed to the newest
+        partition's clock."""
+        features = self._settings.features
         partitions = list(self._trending.values())
         clock = max((p.clock_ms for p in partitions), default=0)
-        totals: dict[str, list[float]] = {}
-        for partition in partitions:
-            for item, (score, updated) in partition.items.items():
-                entry = totals.setdefault(item, [0.0, float(clock)])
-                entry[0] += decayed(score, updated, clock, half_life)
-        self.trending = top(totals, TRENDING_TOP, clock, half_life)
+        self.trending = _merged([p.items for p in partitions], clock, features.trending_half_life_s)
+        self.popular = _merged([p.popular for p in partitions], clock, features.popular_half_life_s)
         PROFILES.set(len(self.profiles))
+
+
+def _merged(
+    maps: list[dict[str, list[float]]], clock: int, half_life: float
+) -> list[tuple[str, float]]:
+    totals: dict[str, list[float]] = {}
+    for counts in maps:
+        for item, (score, updated) in counts.items():
+            entry = totals.setdefault(item, [0.0, float(clock)])
+            entry[0] += decayed(score, updated, clock, half_life)
+    return top(totals, TRENDING_TOP, clock, half_life)
 
 
 class DecisionLog:
@@ -382,22 +391,20 @@ class Scorer:
         ranking = RankingSettings(
             half_life_s=self.settings.features.half_life_s,
             epsilon=scorer.epsilon,
-            exclude_purchased=scorer.exclude_purchased,
+            exclude_seen=scorer.exclude_seen,
+            fallback=scorer.fallback,
         )
-        # Cold users get trending items, or the model's popular ones (decision.fallback);
-        # without a model there is no popularity but trending's.
-        popular_only = profile is None and scorer.fallback == "popular" and self.model is not None
-        trending = [] if popular_only else self.table.trending
         ranked = rank(
             profile,
             self.model,
-            trending,
+            self.table.trending,
             now_ms,
             request.k or scorer.default_k,
             ranking,
             exclude=request.exclude or (),
             candidates=request.candidates,
             rng=self.rng,
+            popular=self.table.popular,
         )
         profile_age_ms = (
             int(now_ms - profile.last_seen_ms) if profile and profile.last_seen_ms else None

@@ -62,8 +62,12 @@ class FeatureSettings(_Settings):
     max_items: int = Field(default=200, ge=1)
     max_categories: int = Field(default=50, ge=1)
     max_purchased: int = Field(default=100, ge=0)
+    # Events of these types put their item in the profile's seen set (never recommended).
+    seen_event_types: tuple[str, ...] = ("purchase",)
     trending_half_life_s: float = Field(default=3600.0, gt=0)
     trending_max_items: int = Field(default=1000, ge=1)
+    # Trending's long memory: what is popular this week (Trending.popular).
+    popular_half_life_s: float = Field(default=7 * 86400.0, gt=0)
 
 
 class WorkerSettings(_Settings):
@@ -97,9 +101,11 @@ class ScorerSettings(_Settings):
     model: ModelRef | None = None
     default_k: int = Field(ge=1, le=MAX_K)
     epsilon: float = Field(ge=0, le=1)
-    fallback: Literal["trending", "popular"] = "trending"
-    # Never recommend what the user already bought (consumables may want False).
-    exclude_purchased: bool = True
+    # What users with little or no evidence lean on (ranking.RankingSettings.fallback).
+    fallback: Literal["popular", "trending"] = "popular"
+    # Never recommend what the user has seen (features.seen_event_types: by default what
+    # they bought; consumables may want False).
+    exclude_seen: bool = True
     # Overload protection (tailor_pipeline.admission): a request that would wait this long
     # for the scorer is answered from trending items instead of ranked ...
     degrade_after_ms: float = Field(default=3.0, gt=0)

@@ -49,6 +49,7 @@ def test_a_valid_pipeline_is_accepted_and_defaulted(kube, crd, namespace):
         "halfLife": "30m",
         "recentItems": 50,
         "eventWeights": {"view": 1, "click": 2, "add_to_cart": 4, "purchase": 8},
+        "seenEventTypes": ["purchase"],
     }
     assert spec["scorer"]["rollout"]["strategy"] == "Rolling"
     assert spec["streamWorker"]["autoscaling"]["targetCpuUtilization"] == 70
@@ -122,6 +123,12 @@ def test_a_valid_pipeline_is_accepted_and_defaulted(kube, crd, namespace):
             {"degradeAfterMs": 80, "shedAfterMs": 50},
             "spec.scorer.overload.degradeAfterMs: Invalid value",
         ),
+        (
+            "spec.features",
+            {"eventWeights": {"view": 1}, "seenEventTypes": ["purchase"]},
+            "spec.features.seenEventTypes: Invalid value: every seenEventTypes entry must be"
+            " an event type of eventWeights",
+        ),
     ],
 )
 def test_an_invalid_pipeline_is_rejected_naming_the_field(
@@ -143,6 +150,8 @@ def test_an_invalid_pipeline_is_rejected_naming_the_field(
         ("spec.scorer.podLabels", {"sidecar.istio.io/inject": "true", "team": ""}),
         ("spec.features.halfLife", "500ms"),
         ("spec.scorer.autoscaling", {"maxReplicas": 6, "queueWaitMs": 2.5}),
+        ("spec.features.seenEventTypes", ["view", "purchase"]),
+        ("spec.features.seenEventTypes", []),
     ],
 )
 def test_a_valid_combination_is_accepted(kube, crd, namespace, path, value):

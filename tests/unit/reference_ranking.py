@@ -7,9 +7,9 @@ import heapq
 import random
 from collections.abc import Collection, Mapping, Sequence
 
-from tailor_pipeline.features import Profile, decayed, top
+from tailor_pipeline.features import Profile, decayed, item_hash, top
 from tailor_pipeline.model import Model
-from tailor_pipeline.ranking import RankingSettings, Scored, _popular
+from tailor_pipeline.ranking import PRIOR_ITEMS, RankingSettings, Scored, _popular
 
 
 def reference_rank(
@@ -22,15 +22,22 @@ def reference_rank(
     exclude: Collection[str] = (),
     candidates: Collection[str] | None = None,
     rng: random.Random | None = None,
+    popular: Sequence[tuple[str, float]] = (),
 ) -> list[Scored]:
     """The ``k`` best items for this user, best first."""
     banned = set(exclude)
-    if profile is not None and settings.exclude_purchased:
+    seen: set[int] = set()
+    if profile is not None and settings.exclude_seen:
         banned.update(profile.purchased)
+        seen = set(profile.seen)
     allowed = set(candidates) if candidates is not None else None
 
     def usable(item: str) -> bool:
-        return item not in banned and (allowed is None or item in allowed)
+        return (
+            item not in banned
+            and item_hash(item) not in seen
+            and (allowed is None or item in allowed)
+        )
 
     scores: dict[str, float] = {}
     reasons: dict[str, tuple[float, str]] = {}
@@ -44,7 +51,12 @@ def reference_rank(
             reasons[item] = (amount, reason)
 
     category_share: Mapping[str, float] = {}
+    personal = 0.0
     if profile is not None and profile.items:
+        evidence = sum(
+            decayed(s, t, now_ms, settings.half_life_s) for s, t in profile.items.values()
+        )
+        personal = evidence / (evidence + settings.prior_evidence)
         # A user idle for weeks has every affinity decayed to exactly 0.0 (float underflow
         # after ~1,075 half-lives): such seeds carry no evidence, and dividing by the
         # strongest of them would fail.
@@ -55,7 +67,7 @@ def reference_rank(
         ]
         strongest = seeds[0][1] if seeds else 1.0
         for seed, affinity in seeds:
-            weight = affinity / strongest
+            weight = personal * affinity / strongest
             vote(seed, settings.revisit_weight * weight, f"you recently engaged with {seed}")
             if model is None:
                 continue
@@ -74,6 +86,14 @@ def reference_rank(
                 c: decayed(s, t, now_ms, settings.half_life_s) / total
                 for c, (s, t) in profile.categories.items()
             }
+    if settings.fallback == "trending":
+        prior, reason = list(trending), "trending now"
+    else:
+        prior, reason = list(popular) or _popular(model, PRIOR_ITEMS), "popular"
+    if prior and personal < 1.0:
+        best_prior = prior[0][1] or 1.0
+        for item, score in prior:
+            vote(item, (1.0 - personal) * score / best_prior, reason)
     if trending:
         best_trending = trending[0][1] or 1.0
         for item, score in trending:

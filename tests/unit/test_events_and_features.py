@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
+import msgspec
 import pytest
 
 from tailor_pipeline import events, profile_codec
@@ -12,6 +14,7 @@ from tailor_pipeline.features import (
     Profile,
     Trending,
     decayed,
+    item_hash,
     top,
     update_profile,
     update_trending,
@@ -140,3 +143,48 @@ def test_profile_codec_round_trips_exactly_and_refuses_other_versions():
     trending = Trending()
     update_trending(trending, event("a"), FEATURES)
     assert profile_codec.decode_trending(profile_codec.encode_trending(trending)) == trending
+
+
+def test_trending_also_remembers_what_is_popular_this_week():
+    trending = Trending()
+    for item, ts in [("old", NOW), ("old", NOW), ("new", NOW + 7200_000)]:
+        update_trending(trending, event(item, "view", ts), FEATURES)
+    # Two hours later, two old views still outweigh one new one at a 7-day half-life.
+    ranked = top(trending.popular, 2, trending.clock_ms, FEATURES.popular_half_life_s)
+    assert [item for item, _ in ranked] == ["old", "new"]
+
+
+def test_seen_items_have_no_cap_and_their_types_are_configurable():
+    profile = Profile()
+    for i in range(50):
+        update_profile(profile, event(f"i{i}", "purchase", NOW + i), FEATURES)
+        update_profile(profile, event(f"i{i}", "purchase", NOW + i), FEATURES)
+    assert len(profile.purchased) == FEATURES.max_purchased == 2
+    assert profile.seen == sorted({item_hash(f"i{i}") for i in range(50)})
+    update_profile(profile, event("viewed", "view"), FEATURES)
+    assert item_hash("viewed") not in profile.seen
+
+    films = FEATURES.model_copy(update={"seen_event_types": ("view", "purchase")})
+    update_profile(profile, event("viewed", "view"), films)
+    assert item_hash("viewed") in profile.seen
+    nothing = FEATURES.model_copy(update={"seen_event_types": ()})
+    fresh = Profile()
+    update_profile(fresh, event("bought", "purchase"), nothing)
+    assert fresh.seen == []
+
+
+def test_records_written_before_the_seen_set_and_the_weekly_counts_still_decode():
+    # Format 1 as the first release wrote it: no trailing seen / popular fields.
+    old_profile = b"\x01" + msgspec.msgpack.encode([["a"], {"a": [1.0, 5.0]}, {}, [], {}, 5, 1])
+    assert profile_codec.decode_profile(old_profile).seen == []
+    old_trending = b"\x01" + msgspec.msgpack.encode([{"a": [1.0, 5.0]}, 5])
+    assert profile_codec.decode_trending(old_trending).popular == {}
+    # And a reader of that first release skips the fields it does not know.
+    profile = Profile(seen=[1, 2])
+    first_release = msgspec.defstruct(
+        "FirstRelease",
+        [(f, Any) for f in Profile.__struct_fields__ if f != "seen"],
+        array_like=True,
+    )
+    decoded = msgspec.msgpack.decode(profile_codec.encode_profile(profile)[1:], type=first_release)
+    assert decoded.events == 0

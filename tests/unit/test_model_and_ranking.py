@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import hypothesis
+import msgspec
 import pytest
 from hypothesis import strategies as st
 
@@ -91,7 +92,9 @@ def test_ranking_follows_the_live_profile(trained):
     path, digest = trained
     m = model.load(path, digest)
     profile = Profile()
-    update_profile(profile, session("u", "s", ["s1"], T0)[0], FEATURES)
+    viewed = session("u", "s", ["s1"], T0)[0]
+    update_profile(profile, viewed, FEATURES)
+    update_profile(profile, msgspec.structs.replace(viewed, type="click"), FEATURES)
     ranked = rank(profile, m, [("h2", 5.0)], T0 + 1000, 3, RANKING)
     assert [s.item for s in ranked][:2] in (["s2", "s3"], ["s3", "s2"])
     assert ranked[0].reason == "similar to s1"
@@ -106,15 +109,63 @@ def test_ranking_follows_the_live_profile(trained):
     assert {s.item for s in only} <= {"h1", "h2"}
 
 
-def test_unknown_users_get_trending_then_popular(trained):
+def test_seen_items_stay_excluded_however_many_there_are(trained):
     path, digest = trained
     m = model.load(path, digest)
-    ranked = rank(None, m, [("h2", 3.0)], T0, 4, RANKING)
-    assert ranked[0].item == "h2"
-    assert ranked[0].reason == "trending now"
+    profile = Profile()
+    bought = ClickEvent(user_id="u", item_id="s2", type="purchase", ts=T0)
+    update_profile(profile, bought, FEATURES)
+    for n in range(FEATURES.max_purchased + 50):
+        later = msgspec.structs.replace(bought, item_id=f"x{n}", ts=T0 + n + 1)
+        update_profile(profile, later, FEATURES)
+    assert "s2" not in profile.purchased  # fell off the capped list long ago
+    update_profile(profile, session("u", "s", ["s1"], T0 + 1000)[0], FEATURES)
+    popular = [("s2", 9.0), ("h1", 1.0)]
+    ranked = [
+        s.item for s in rank(profile, m, [("s2", 1.0)], T0 + 2000, 6, RANKING, popular=popular)
+    ]
+    assert "s2" not in ranked
+    assert "s3" in ranked
+    keep = RankingSettings(half_life_s=1800, exclude_seen=False)
+    assert "s2" in [s.item for s in rank(profile, m, [], T0 + 2000, 30, keep, popular=popular)]
+
+
+def test_first_visits_lean_on_what_is_popular_this_week(trained):
+    path, digest = trained
+    m = model.load(path, digest)
+    this_week = [("h1", 50.0), ("s3", 40.0)]
+    ranked = rank(None, m, [("h2", 3.0)], T0, 4, RANKING, popular=this_week)
+    assert [(s.item, s.reason) for s in ranked[:2]] == [("h1", "popular"), ("s3", "popular")]
     assert len(ranked) == 4
-    assert {s.reason for s in ranked[1:]} == {"popular"}
+    # Before the workers have counted anything, the model's popularity is the prior.
+    assert {s.reason for s in rank(None, m, [], T0, 4, RANKING)} == {"popular"}
+    trending_first = RankingSettings(half_life_s=1800, fallback="trending")
+    ranked = rank(None, m, [("h2", 3.0)], T0, 4, trending_first, popular=this_week)
+    assert (ranked[0].item, ranked[0].reason) == ("h2", "trending now")
     assert rank(None, None, [], T0, 4, RANKING) == []
+
+
+def test_the_prior_fades_as_fresh_evidence_grows(trained):
+    path, digest = trained
+    m = model.load(path, digest)
+    this_week = [("h1", 50.0)]
+    profile = Profile()
+    viewed = session("u", "s", ["s1"], T0)[0]
+    update_profile(profile, viewed, FEATURES)
+
+    def h1_score(now_ms: float) -> float:
+        ranked = rank(profile, m, [], now_ms, 6, RANKING, popular=this_week)
+        return next(s.score for s in ranked if s.item == "h1")
+
+    # One view is an evidence of 1: the prior weighs prior_evidence / (1 + prior_evidence);
+    # a day later the evidence has decayed away and the user sees what is popular, at full
+    # weight; ten fresh views leave the prior little.
+    prior = RANKING.prior_evidence
+    assert h1_score(T0) == pytest.approx(prior / (1 + prior), rel=0.01)
+    assert h1_score(T0 + DAY_MS) > 0.99
+    for _ in range(9):
+        update_profile(profile, viewed, FEATURES)
+    assert h1_score(T0) == pytest.approx(prior / (10 + prior), rel=0.01)
 
 
 def test_the_generator_is_seeded_and_realistic():
@@ -166,7 +217,7 @@ def test_the_scorer_honours_fallback_and_purchase_settings(trained):
         profile, ClickEvent(user_id="b", item_id="s1", type="purchase", ts=T0 - 1000), FEATURES
     )
     for keep, excluded in ((True, True), (False, False)):
-        scorer = scorer_with(trained, exclude_purchased=keep)
+        scorer = scorer_with(trained, exclude_seen=keep)
         scorer.table.profiles["b"] = profile_codec.encode_profile(profile)
         items = [i["item_id"] for i in scorer.decide(DecideRequest("b", k=5))["items"]]
         assert ("s1" not in items) is excluded
@@ -177,7 +228,7 @@ def test_exploration_replaces_the_last_slot_with_an_unshown_item(trained):
 
     path, digest = trained
     m = model.load(path, digest)
-    explore = RankingSettings(half_life_s=1800, epsilon=1.0)
+    explore = RankingSettings(half_life_s=1800, epsilon=1.0, fallback="trending")
     ranked = rank(None, m, [("h2", 3.0), ("s1", 2.0)], T0, 1, explore, rng=random.Random(1))
     assert ranked[-1].reason == "exploration"
     assert ranked[-1].item == "s1"  # the only trending item not already shown
@@ -291,13 +342,14 @@ wide_items = st.sampled_from([f"i{i}" for i in range(60)] + ["new1", "new2"])
         max_size=80,
     ),
     trending=st.lists(st.tuples(wide_items, st.sampled_from([0.0, 1.0, 2.0, 7.5])), max_size=8),
+    popular=st.lists(st.tuples(wide_items, st.sampled_from([0.0, 1.0, 3.0, 40.0])), max_size=8),
     exclude=st.lists(wide_items, max_size=5),
     candidates=st.none() | st.lists(wide_items, max_size=30),
     k=st.integers(1, 30),
     with_model=st.booleans(),
 )
 def test_rank_agrees_with_the_one_vote_at_a_time_reference(
-    wide_model, history, trending, exclude, candidates, k, with_model
+    wide_model, history, trending, popular, exclude, candidates, k, with_model
 ):
     from tests.unit.reference_ranking import reference_rank
 
@@ -307,5 +359,9 @@ def test_rank_agrees_with_the_one_vote_at_a_time_reference(
     trending = sorted(trending, key=lambda t: -t[1])
     loaded = wide_model if with_model else None
     args = (profile, loaded, trending, T0 + 60_000, k, RANKING)
-    options = {"exclude": exclude, "candidates": candidates}
+    options = {
+        "exclude": exclude,
+        "candidates": candidates,
+        "popular": sorted(popular, key=lambda t: -t[1]),
+    }
     assert rank(*args, **options) == reference_rank(*args, **options)

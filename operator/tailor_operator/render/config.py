@@ -50,6 +50,7 @@ def pipeline_settings(pipeline: Pipeline, model: ModelChoice = "spec") -> progra
             half_life_s=api.parse_duration(spec.features.half_life),
             recent_items=spec.features.recent_items,
             event_weights=dict(spec.features.event_weights),
+            seen_event_types=tuple(spec.features.seen_event_types),
         ),
         worker=program.WorkerSettings(
             group_id=naming.consumer_group(pipeline.namespace, pipeline.name),
