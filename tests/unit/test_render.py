@@ -200,7 +200,7 @@ def test_config_change_changes_the_pod_template_hash_and_replicas_do_not() -> No
 
 def test_configmap_holds_the_programs_settings() -> None:
     p = pipeline(
-        features={"halfLife": "2h"},
+        features={"halfLife": "2h", "seenEventTypes": ["view", "purchase"]},
         scorer={
             "model": {
                 "name": "knn",
@@ -219,6 +219,7 @@ def test_configmap_holds_the_programs_settings() -> None:
         assert json.loads(config_map["data"]["pipeline.json"])["schema_version"] == 1
     worker = PipelineSettings.model_validate_json(worker_map["data"]["pipeline.json"])
     assert worker.features.half_life_s == 7200
+    assert worker.features.seen_event_types == ("view", "purchase")
     assert worker.topics.events == "shop.storefront.events"
     assert worker.topics.dead_letter == "shop.storefront.dead-letter"
     assert worker.worker_settings().group_id == "shop.storefront.stream-worker"
@@ -228,6 +229,8 @@ def test_configmap_holds_the_programs_settings() -> None:
     model = scorer.scorer_settings().model
     assert model is not None
     assert model.version == "v2"
+    assert scorer.features.seen_event_types == ("view", "purchase")
+    assert scorer.scorer_settings().fallback == "popular"
 
 
 def test_a_new_model_is_a_new_scorer_configmap_and_leaves_the_workers_alone() -> None:
