@@ -1,12 +1,16 @@
 """Stream-worker benchmark: feature math, wire formats, throughput and rolling restarts.
 
-    python bench/worker.py [--quick]
+    python bench/worker.py [--quick] [--only PART ...]
 
 Prints one JSON object:
 - ``pure``: events decoded and folded into profiles per second (one core), the profile
   wire format against JSON (bytes, encode+decode microseconds), memory per user.
 - ``throughput``: one worker process on the real Kafka broker draining a backlog of events
   (exactly-once transactions on): events/s, peak RSS, transaction latency.
+- ``freshness``: one worker and one scorer under a fixed 5,000 events/s: from producing a
+  click of a new user to (a) its profile readable by a ``read_committed`` consumer and (b)
+  the first scorer decision that knows the user, p50/p99 ms; transactions/s and the
+  worker's CPU per 1,000 events (what committing often costs).
 - ``rolling_restart``: two workers under a steady event rate; each is restarted in turn
   (SIGTERM, start, ready) as a Deployment rollout would. Committed events/s per second
   before, during and after, and the longest stretch in which nothing was committed.
@@ -15,6 +19,7 @@ Prints one JSON object:
 from __future__ import annotations
 
 import argparse
+import http.client
 import itertools
 import json
 import random
@@ -27,17 +32,19 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from confluent_kafka import Consumer, TopicPartition
-from measure import histogram, percentile, rss_mb
+from confluent_kafka import OFFSET_END, Consumer, TopicPartition
+from measure import cpu_seconds, histogram, percentile, rss_mb
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tailor_localenv.kafka import KafkaBroker  # noqa: E402
+from tailor_localenv.processes import ManagedProcess, free_port, http_get  # noqa: E402
 from tailor_pipeline import events, profile_codec  # noqa: E402
 from tailor_pipeline.events import ClickEvent  # noqa: E402
 from tailor_pipeline.features import Profile, update_profile  # noqa: E402
-from tests.pipeline_env import Workers, create_pipeline, produce_all  # noqa: E402
+from tests.helpers import wait_for  # noqa: E402
+from tests.pipeline_env import Workers, create_pipeline, produce_all, producer  # noqa: E402
 
 TYPES = ["view", "view", "view", "click", "click", "add_to_cart", "purchase"]
 
@@ -258,15 +265,179 @@ def rolling_restart(broker: KafkaBroker, work: Path, quick: bool) -> dict[str, A
     }
 
 
+class Probes:
+    """Clicks of users nobody has seen before, timed from produce to (a) their profile in
+    the profiles topic for a ``read_committed`` reader and (b) the first decision of a
+    running scorer that knows them (``profile_age_ms`` is no longer null)."""
+
+    def __init__(self, bootstrap: str, topics: Any, scorer_port: int) -> None:
+        self.sent: dict[str, float] = {}
+        self.committed: dict[str, float] = {}
+        self.decided: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._bootstrap = bootstrap
+        self._topics = topics
+        self._port = scorer_port
+
+    def send(self, producer: Any, user: str, ts_ms: int) -> None:
+        event = ClickEvent(user_id=user, item_id="probe-item", type="click", ts=ts_ms)
+        with self._lock:
+            self.sent[user] = time.monotonic()
+        producer.produce(self._topics.events, key=user, value=events.encode(event))
+
+    def watch_profiles(self, stop: threading.Event) -> None:
+        reader = Consumer(
+            {
+                "bootstrap.servers": self._bootstrap,
+                "group.id": "bench-freshness",
+                "isolation.level": "read_committed",
+                "fetch.wait.max.ms": 5,
+            }
+        )
+        parts = reader.list_topics(self._topics.profiles, 30).topics[self._topics.profiles]
+        reader.assign(
+            [TopicPartition(self._topics.profiles, p, OFFSET_END) for p in parts.partitions]
+        )
+        try:
+            while not stop.is_set():
+                message = reader.poll(0.05)
+                if message is None or message.error() is not None:
+                    continue
+                user = (message.key() or b"").decode()
+                if user.startswith("probe-") and user not in self.committed:
+                    self.committed[user] = time.monotonic()
+        finally:
+            reader.close()
+
+    def watch_decisions(self, stop: threading.Event) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", self._port, timeout=5)
+        while not stop.is_set():
+            # One round every 5 ms at most (the figures' resolution): asking as fast as the
+            # scorer answers would take the CPU the worker and the broker are measured on.
+            time.sleep(0.005)
+            with self._lock:
+                waiting = [u for u in self.sent if u not in self.decided]
+            for user in waiting:
+                body = json.dumps({"user_id": user, "k": 5})
+                connection.request("POST", "/v1/decide", body, {"Content-Type": "application/json"})
+                answer = json.loads(connection.getresponse().read())
+                if answer.get("profile_age_ms") is not None:
+                    self.decided[user] = time.monotonic()
+        connection.close()
+
+    def latencies_ms(self, arrived: dict[str, float]) -> dict[str, float | int]:
+        values = [1000 * (arrived[u] - t) for u, t in self.sent.items() if u in arrived]
+        if not values:
+            return {"n": 0}
+        return {
+            "n": len(values),
+            "p50": round(percentile(values, 0.5), 1),
+            "p99": round(percentile(values, 0.99), 1),
+            "max": round(max(values), 1),
+        }
+
+
+def freshness(broker: KafkaBroker, work: Path, quick: bool) -> dict[str, Any]:
+    """One worker and one scorer under a fixed 5,000 events/s (ten users' clicks every
+    2 ms), with a probe click of a new user every 20 ms."""
+    settings, config = create_pipeline(broker.bootstrap_servers, work, partitions=6)
+    rate, duration = 5000, 20 if quick else 60
+    background = stream(rate * duration, users=20_000, seed=3)
+    workers = Workers(config, work)
+    port = free_port()
+    scorer = ManagedProcess(
+        "scorer",
+        [
+            *(sys.executable, "-m", "tailor_pipeline.scorer_main"),
+            *(f"--config={config}", f"--http-port={port}"),
+        ],
+        work,
+    ).start()
+    probes = Probes(broker.bootstrap_servers, settings.topics, port)
+    stop = threading.Event()
+    watchers = [
+        threading.Thread(target=probes.watch_profiles, args=(stop,)),
+        threading.Thread(target=probes.watch_decisions, args=(stop,)),
+    ]
+    try:
+        worker = workers.start("f0")
+        scorer.wait_healthy(
+            lambda: http_get(f"http://127.0.0.1:{port}/readyz")[0] == 200, 90, "ready"
+        )
+        for watcher in watchers:
+            watcher.start()
+        time.sleep(1)  # the profile watcher's assignment
+        assert worker.pid is not None
+        cpu_before = cpu_seconds(worker.pid)
+        txn_before = histogram(workers.metrics("f0").decode(), "tailor_worker_transaction_seconds")[
+            0
+        ]
+        out = producer(broker.bootstrap_servers)
+        # Connected and past its idempotence handshake before the clock starts: the
+        # first second of a new producer is its own warm-up, not the pipeline's latency.
+        probes.send(out, "probe-warmup", int(time.time() * 1000))
+        out.flush(30)
+        wait_for(lambda: "probe-warmup" in probes.decided, 30, "the warm-up click's decision")
+        probes.sent.clear()
+        started = time.monotonic()
+        tick, sent = 0.002, 0
+        per_tick = round(rate * tick)
+        while sent < len(background):
+            due = started + (sent // per_tick) * tick
+            time.sleep(max(0.0, due - time.monotonic()))
+            for key, value in background[sent : sent + per_tick]:
+                out.produce(settings.topics.events, key=key, value=value)
+            sent += per_tick
+            if sent % (per_tick * 10) == 0:
+                probes.send(out, f"probe-{sent}", int(time.time() * 1000))
+            out.poll(0)
+        out.flush(30)
+        elapsed = time.monotonic() - started
+        time.sleep(2)  # the last probes' decisions
+        cpu = cpu_seconds(worker.pid) - cpu_before
+        transactions = (
+            histogram(workers.metrics("f0").decode(), "tailor_worker_transaction_seconds")[0]
+            - txn_before
+        )
+    finally:
+        stop.set()
+        for watcher in watchers:
+            if watcher.is_alive():
+                watcher.join(10)
+        workers.stop_all()
+        scorer.stop()
+    return {
+        "events_per_s_offered": rate,
+        "events_per_s_sent": round(len(background) / elapsed),
+        "click_to_profile_ms": probes.latencies_ms(probes.committed),
+        "click_to_decision_ms": probes.latencies_ms(probes.decided),
+        "probes": len(probes.sent),
+        "transactions_per_s": round(transactions / elapsed, 1),
+        "worker_cpu_ms_per_1000_events": round(1000 * cpu / (len(background) / 1000), 1),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller streams, shorter runs")
+    sections = ["pure", "throughput", "freshness", "rolling_restart"]
+    parser.add_argument(
+        "--only", action="append", choices=sections, help="run only these parts (repeatable)"
+    )
     args = parser.parse_args()
-    result: dict[str, Any] = {"benchmark": "stream-worker", "pure": pure(args.quick)}
+    chosen = args.only or sections
+    result: dict[str, Any] = {"benchmark": "stream-worker"}
+    if "pure" in chosen:
+        result["pure"] = pure(args.quick)
     work = Path(tempfile.mkdtemp(prefix="tailor-bench-worker-"))
     with KafkaBroker() as broker:
-        result["throughput"] = throughput(broker, work, args.quick)
-        result["rolling_restart"] = rolling_restart(broker, work, args.quick)
+        for name, part in (
+            ("throughput", throughput),
+            ("freshness", freshness),
+            ("rolling_restart", rolling_restart),
+        ):
+            if name in chosen:
+                result[name] = part(broker, work, args.quick)
     print(json.dumps(result, separators=(",", ":")))
     return 0
 
