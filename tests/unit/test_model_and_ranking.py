@@ -365,3 +365,27 @@ def test_rank_agrees_with_the_one_vote_at_a_time_reference(
         "popular": sorted(popular, key=lambda t: -t[1]),
     }
     assert rank(*args, **options) == reference_rank(*args, **options)
+
+
+def test_the_session_cap_is_a_setting_of_the_trainer(tmp_path):
+    from tailor_pipeline import events as wire
+    from tailor_pipeline import train as trainer
+
+    # One session of 40 distinct items: a cap of 30 keeps only its last 30.
+    path = tmp_path / "events.jsonl"
+    long_session = session("u", "s", [f"i{n}" for n in range(40)], T0)
+    path.write_bytes(b"\n".join(wire.encode(e) for e in long_session) + b"\n")
+
+    def trained_with(*cap: str) -> model.Model:
+        out = tmp_path / f"m{'-'.join(cap)}.tailor"
+        argv = ["--events", str(path), "--out", str(out), "--name", "n", "--model-version", "v"]
+        assert trainer.main([*argv, *cap]) == 0
+        return model.load(out, None)
+
+    for cap, first_items_paired in (("30", False), ("100", True)):
+        m = trained_with("--max-session-items", cap)
+        assert bool(m.neighbours[m.index["i0"], 0] >= 0) is first_items_paired
+        assert m.header["training"]["max_session_items"] == int(cap)
+    assert trained_with().header["training"]["max_session_items"] == 100
+    with pytest.raises(SystemExit):
+        trained_with("--max-session-items", "1")
