@@ -206,6 +206,18 @@ def test_updates_are_applied_and_roll_pods_only_on_config_change(kube, kafka, op
     for deployment in ("storefront-scorer", "storefront-stream-worker"):
         kube.kubectl("rollout", "status", f"deployment/{deployment}", "-n", namespace)
     time.sleep(2)  # let the last pod transitions reach the pipeline's status
+    # The previous settings go once the operator sees the rollout settled: part of
+    # converging, so wait for it before counting writes.
+    mounted = {
+        mounted_config_name(kube, namespace, d)
+        for d in ("storefront-scorer", "storefront-stream-worker")
+    }
+
+    def only_mounted_settings() -> bool:
+        names = {c["metadata"]["name"] for c in get(kube, namespace, "configmaps")["items"]}
+        return {n for n in names if "-config-" in n} == mounted
+
+    wait_for(only_mounted_settings, 30, "the previous settings to be deleted")
     before = writes(kube, namespace)
     apply(kube, namespace, manifest)
     time.sleep(7)  # more than one resync period of the operator under test
