@@ -51,8 +51,12 @@ class Stats:
     error_kinds: dict[str, int] = field(default_factory=dict)
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=5000))
     freshness: list[float] = field(default_factory=list)
+    # Answers a scorer under overload computed from trending alone (reason "degraded").
+    degraded: int = 0
     clicks_checked: int = 0
     clicks_reflected: int = 0
+    # The checks that failed, with what is needed to tell why.
+    clicks_missed: list[dict[str, Any]] = field(default_factory=list)
     versions_served: dict[str, int] = field(default_factory=dict)
     tracked: dict[str, dict[str, Any]] = field(default_factory=dict)
     log: deque[str] = field(default_factory=lambda: deque(maxlen=12))
@@ -64,6 +68,10 @@ def ms(values: list[float], q: float) -> float | None:
         return None
     ordered = sorted(values)
     return round(1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+
+
+def _degraded(answer: dict[str, Any]) -> bool:
+    return any(item.get("reason") == "degraded" for item in answer.get("items", ()))
 
 
 class Traffic:
@@ -149,6 +157,7 @@ class Traffic:
             return None
         self.stats.latencies.append(time.perf_counter() - started)
         self.stats.decisions += 1
+        self.stats.degraded += _degraded(body)
         version = body.get("model_version") or "none"
         self.stats.versions_served[version] = self.stats.versions_served.get(version, 0) + 1
         return body
@@ -187,14 +196,36 @@ class Traffic:
             time.sleep(max(0.0, clicked + 1.0 - time.monotonic()))
             asked_ms = time.time() * 1000
             body = self.decide(user)
-            if body is None:
+            # A scorer shedding load answers from trending without reading the profile
+            # (reason "degraded"): that says nothing about freshness; ask again shortly.
+            for _ in range(10):
+                if body is None or not _degraded(body):
+                    break
+                time.sleep(0.05)
+                body = self.decide(user)
+            if body is None or _degraded(body):
                 continue
             # The decision reflects the click when the profile it was computed from is at
-            # least as new as the click (its newest event: this click or a later one).
+            # least as new as the click (its newest event: this click or a later one). The
+            # scorer's own clock dates it: the time the request was sent would count the
+            # request's latency as staleness.
             age = body.get("profile_age_ms")
+            newest_ms = body["ts"] - age if age is not None else None
             self.stats.clicks_checked += 1
-            if age is not None and asked_ms - age >= click_ms - 50:
+            if newest_ms is not None and newest_ms >= click_ms:
                 self.stats.clicks_reflected += 1
+            else:
+                self.stats.clicks_missed.append(
+                    {
+                        "user": user,
+                        "click_ms": click_ms,
+                        "profile_newest_ms": newest_ms,
+                        "seen_in_profile_after_s": None
+                        if seen_at is None
+                        else round(seen_at - clicked, 3),
+                        "asked_after_s": round(asked_ms / 1000 - click_ms / 1000, 3),
+                    }
+                )
             self.stats.tracked[user] = {
                 "clicked": item,
                 "top": [i["item_id"] for i in body["items"]],

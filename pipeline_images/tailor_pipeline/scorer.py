@@ -458,6 +458,7 @@ class Scorer:
             "user_id": request.user_id,
             "model_version": self.model_version,
             "items": [{"item_id": i, "score": s, "reason": r} for i, s, r in shown],
+            "ts": int(now_ms),
             "profile_age_ms": profile_age_ms,
         }
 

@@ -25,7 +25,9 @@ def check(summary: dict[str, Any]) -> None:
     )
     # A click made 1 s earlier is in the profile every later decision is computed from.
     assert summary["clicks_checked"] >= 3
-    assert summary["clicks_reflected_after_1s"] == summary["clicks_checked"]
+    assert summary["clicks_reflected_after_1s"] == summary["clicks_checked"], summary[
+        "clicks_missed"
+    ]
     # The spec's model is what the scorers serve, after the update rolled out.
     assert summary["model_version_spec"] == "2026-11-v2"
     assert summary["last_model_version_served"] == summary["model_version_spec"]

@@ -219,8 +219,10 @@ def test_the_scorer_honours_fallback_and_purchase_settings(trained):
     for keep, excluded in ((True, True), (False, False)):
         scorer = scorer_with(trained, exclude_seen=keep)
         scorer.table.profiles["b"] = profile_codec.encode_profile(profile)
-        items = [i["item_id"] for i in scorer.decide(DecideRequest("b", k=5))["items"]]
-        assert ("s1" not in items) is excluded
+        answer = scorer.decide(DecideRequest("b", k=5))
+        assert ("s1" not in [i["item_id"] for i in answer["items"]]) is excluded
+        # What a caller needs to tell whether a given click is in the profile used.
+        assert answer["ts"] - answer["profile_age_ms"] == T0 - 1000
 
 
 def test_exploration_replaces_the_last_slot_with_an_unshown_item(trained):
