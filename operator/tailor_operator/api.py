@@ -431,7 +431,12 @@ class StreamWorkerSpec(WorkloadSpec):
     """The stream worker: events in, profiles and trending out, exactly-once."""
 
     transaction_interval_ms: int = Field(
-        100, ge=1, le=60000, description="Commit a Kafka transaction at least this often."
+        100,
+        ge=1,
+        le=60000,
+        description="While events are waiting, commit a Kafka transaction at least this "
+        "often. A worker that has caught up commits as soon as it has processed what "
+        "arrived, so a click is not held back to the next interval.",
     )
     transaction_max_events: int = Field(
         5000, ge=1, le=1000000, description="Commit a transaction after this many events."

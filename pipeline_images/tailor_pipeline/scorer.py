@@ -39,6 +39,7 @@ from tailor_pipeline.admission import (
     QueueWait,
     verdict,
 )
+from tailor_pipeline.consuming import next_batch
 from tailor_pipeline.features import Profile, Trending, decayed, top
 from tailor_pipeline.model import Model, ModelError
 from tailor_pipeline.ranking import RankingSettings, rank
@@ -157,7 +158,7 @@ class ProfileTable:
             behind = {(tp.topic, tp.partition) for tp in sources}
             started, refreshed = time.monotonic(), 0.0
             while not self._stop.is_set():
-                for message in reader.consume(num_messages=10_000, timeout=0.1):
+                for message in next_batch(reader, 10_000, 0.1):
                     error = message.error()
                     if error is not None:
                         if error.code() == KafkaError._PARTITION_EOF and behind:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 from confluent_kafka import Consumer, Producer
@@ -96,3 +97,32 @@ def test_compacted_topic_can_be_created(kafka):
     resource = ConfigResource(ConfigResource.Type.TOPIC, name)
     configs = admin.describe_configs([resource])[resource].result(timeout=30)
     assert configs["cleanup.policy"].value == "compact"
+
+
+def test_next_batch_returns_what_has_arrived_without_waiting_for_a_full_batch(kafka):
+    from tailor_pipeline.consuming import next_batch
+
+    topic = create_topic(kafka, partitions=1)
+    producer = Producer({"bootstrap.servers": kafka})
+    for i in range(3):
+        producer.produce(topic, value=b"%d" % i)
+    producer.flush(30)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": kafka,
+            "group.id": f"g-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    consumer.subscribe([topic])
+    try:
+        # consume(1000, 60) would sit out the whole minute for records that never come.
+        started = time.monotonic()
+        got: list[bytes] = []
+        while len(got) < 3:
+            got += [m.value() for m in next_batch(consumer, 1000, 60) if m.error() is None]
+        assert got == [b"0", b"1", b"2"]
+        assert time.monotonic() - started < 30
+        assert len(next_batch(consumer, 2, 0.2)) == 0  # nothing more: [] after the timeout
+    finally:
+        consumer.close()

@@ -117,6 +117,28 @@ def test_profiles_and_dead_letters(kafka, tmp_path):
         workers.stop_all()
 
 
+def test_a_caught_up_worker_commits_without_waiting_for_its_interval(kafka, tmp_path):
+    # With a minute's interval, a click would sit a minute before reaching the profiles
+    # topic if the worker only committed on the interval.
+    settings, config = create_pipeline(
+        kafka, tmp_path, partitions=1, spec={"streamWorker": {"transactionIntervalMs": 60000}}
+    )
+    assert settings.worker.transaction_interval_ms == 60000
+    workers = Workers(config, tmp_path)
+    try:
+        workers.start("w0")
+        records = click_stream(seed=3, n_events=1, n_users=1, start_ms=int(time.time() * 1000))
+        produce_all(kafka, settings.topics.events, ((k, v) for k, v, _ in records))
+        wait_for(
+            lambda: group_lag(kafka, settings.worker.group_id, settings.topics.events) == 0,
+            30,
+            "the worker to commit the only event long before its 60 s interval",
+        )
+        assert written_profiles(kafka, settings) == offline_profiles(records, settings)
+    finally:
+        workers.stop_all()
+
+
 def test_poison_pills_are_dead_lettered_and_the_partition_keeps_flowing(kafka, tmp_path):
     """A 2 KB event nested 1,000 deep and an event just under the producer's 1 MB limit used
     to crash the worker at the same offset on every restart. Now both go to the dead-letter
