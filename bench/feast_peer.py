@@ -20,6 +20,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from measure import peer_venv
+
 FEAST_VERSION = "0.67.0"
 FEATURES = ["user_profile:top_items", "user_profile:last_seen_ms", "user_profile:events"]
 
@@ -68,26 +70,7 @@ frame.to_parquet(sys.argv[2])
 
 def feast_venv(cache_root: Path) -> Path:
     """The venv with Feast, installed once; its bin directory."""
-    venv = cache_root / "peers" / f"feast-{FEAST_VERSION}"
-    marker = venv / ".installed"
-    if not marker.exists():
-        uv = Path(sys.executable).with_name("uv")
-        print(f"feast {FEAST_VERSION}: installing into {venv} (once)", file=sys.stderr)
-        subprocess.run([str(uv), "venv", "-q", "--python", sys.executable, str(venv)], check=True)
-        subprocess.run(
-            [
-                str(uv),
-                "pip",
-                "install",
-                "-q",
-                "--python",
-                str(venv / "bin" / "python"),
-                f"feast=={FEAST_VERSION}",
-            ],
-            check=True,
-        )
-        marker.touch()
-    return venv / "bin"
+    return peer_venv(cache_root, f"feast-{FEAST_VERSION}", [f"feast=={FEAST_VERSION}"])
 
 
 def write_repo(

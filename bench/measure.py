@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -60,3 +62,20 @@ def seconds_to_recreate(
         if time.monotonic() - started > timeout:
             raise SystemExit(f"not recreated within {timeout:.0f} s")
         time.sleep(0.01)
+
+
+def peer_venv(cache_root: Path, name: str, requirements: list[str]) -> Path:
+    """A venv of its own for a peer (its dependencies are not Tailor's) in the cache,
+    installed once with uv from the dev environment; its bin directory."""
+    venv = cache_root / "peers" / name
+    marker = venv / ".installed"
+    if not marker.exists():
+        uv = Path(sys.executable).with_name("uv")
+        print(f"{name}: installing {' '.join(requirements)} into {venv} (once)", file=sys.stderr)
+        subprocess.run([str(uv), "venv", "-q", "--python", sys.executable, str(venv)], check=True)
+        python = str(venv / "bin" / "python")
+        subprocess.run(
+            [str(uv), "pip", "install", "-q", "--python", python, *requirements], check=True
+        )
+        marker.touch()
+    return venv / "bin"

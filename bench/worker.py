@@ -5,8 +5,12 @@
 Prints one JSON object:
 - ``pure``: events decoded and folded into profiles per second (one core), the profile
   wire format against JSON (bytes, encode+decode microseconds), memory per user.
-- ``throughput``: one worker process on the real Kafka broker draining a backlog of events
-  (exactly-once transactions on): events/s, peak RSS, transaction latency.
+- ``throughput``: one worker process on the real Kafka broker draining a 200,000-event
+  backlog (exactly-once transactions on), from process start to every offset committed,
+  pinned to one core with the broker on the other; then the same backlog through the same
+  fold written with Quix Streams (``quix_peer.py``, exactly-once), on the same core; then
+  the fold alone in memory on that core. ``events_per_s``, ``peer_events_per_s``,
+  ``ratio``, ``pure_fold_events_per_s``, ``fraction_of_pure``, peak RSS, transaction time.
 - ``freshness``: one worker and one scorer under a fixed 5,000 events/s: from producing a
   click of a new user to (a) its profile readable by a ``read_committed`` consumer and (b)
   the first scorer decision that knows the user, p50/p99 ms; transactions/s and the
@@ -22,7 +26,9 @@ import argparse
 import http.client
 import itertools
 import json
+import os
 import random
+import subprocess
 import sys
 import tempfile
 import threading
@@ -32,12 +38,14 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from confluent_kafka import OFFSET_END, Consumer, TopicPartition
+import quix_peer
+from confluent_kafka import OFFSET_END, Consumer, KafkaException, TopicPartition
 from measure import cpu_seconds, histogram, percentile, rss_mb
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from tailor_localenv import cache  # noqa: E402
 from tailor_localenv.kafka import KafkaBroker  # noqa: E402
 from tailor_localenv.processes import ManagedProcess, free_port, http_get  # noqa: E402
 from tailor_pipeline import events, profile_codec  # noqa: E402
@@ -130,9 +138,18 @@ class Committed:
             {"bootstrap.servers": bootstrap, "group.id": group, "isolation.level": "read_committed"}
         )
         self._partitions = [TopicPartition(topic, p) for p in range(partitions)]
+        self._last = 0
 
     def total(self) -> int:
-        return sum(max(tp.offset, 0) for tp in self._probe.committed(self._partitions, 30))
+        try:
+            offsets = self._probe.committed(self._partitions, 30)
+        except KafkaException as exc:
+            # NOT_COORDINATOR and the like while the group's coordinator settles after the
+            # broker's start: ask again next time (the callers have deadlines).
+            print(f"committed offsets not readable yet: {exc}", file=sys.stderr)
+            return self._last
+        self._last = sum(max(tp.offset, 0) for tp in offsets)
+        return self._last
 
     def end(self) -> int:
         """Sum of the partitions' high watermarks: everything produced so far."""
@@ -149,31 +166,122 @@ def histogram_summary(metrics: str, name: str) -> dict[str, float]:
     return {"mean_ms": round(1000 * total / max(count, 1), 1), "p99_le_ms": 1000 * p99}
 
 
+WORKER_CORE, BROKER_CORE = "0", "1"
+# Quix Streams' commit cadence in the comparison (BENCH_PEER_COMMIT_INTERVAL_S): its default,
+# 5 s, leaves up to 5 s of the backlog's end uncommitted. Of 0.1, 0.5, 1 and 5 s, 0.5 s
+# drained fastest (quick runs, one each: 4.2k, 5.4k, 4.7k, 4.6k events/s).
+PEER_COMMIT_INTERVAL_S = float(os.environ.get("BENCH_PEER_COMMIT_INTERVAL_S", "0.5"))
+
+
+def drain_seconds(
+    proc: ManagedProcess, started: float, committed: Committed, n: int, what: str
+) -> float:
+    """From ``started`` (before ``proc`` started) until ``n`` events are committed."""
+    while committed.total() < n:
+        if not proc.alive():
+            raise SystemExit(f"{what} exited ({proc.exit_code}):\n{proc.log_tail()}")
+        if time.monotonic() - started > 600:
+            raise SystemExit(f"{what} did not commit {n} events in 600 s:\n{proc.log_tail()}")
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+def pure_fold(records: list[tuple[str, bytes]], features: Any, core: str) -> float:
+    """Events/s of the worker's own decode + fold (``fold_record``) over ``records`` in
+    memory, no Kafka, on ``core``."""
+    from tailor_pipeline.worker import PartitionState, fold_record
+
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {int(core)})
+    try:
+        state = PartitionState()
+        now = int(time.time() * 1000)
+        started = time.perf_counter()
+        for _, value in records:
+            fold_record(state, value, features, now)
+        return len(records) / (time.perf_counter() - started)
+    finally:
+        os.sched_setaffinity(0, before)
+
+
 def throughput(broker: KafkaBroker, work: Path, quick: bool) -> dict[str, Any]:
-    settings, config = create_pipeline(broker.bootstrap_servers, work, partitions=6)
-    n = 100_000 if quick else 300_000
-    produce_all(broker.bootstrap_servers, settings.topics.events, stream(n, users=n // 20))
-    committed = Committed(
-        broker.bootstrap_servers, settings.worker.group_id, settings.topics.events, 6
+    """Tailor's worker, then Quix Streams with the same fold, each alone on WORKER_CORE with
+    the broker on the other, draining the same backlog (exactly-once both); then the fold
+    alone on the same core."""
+    partitions = 6
+    settings, config = create_pipeline(broker.bootstrap_servers, work, partitions=partitions)
+    n = 100_000 if quick else 200_000
+    records = stream(n, users=n // 20)
+    produce_all(broker.bootstrap_servers, settings.topics.events, records)
+    subprocess.run(
+        ["taskset", "-a", "-p", "-c", BROKER_CORE, str(broker.process.pid)],
+        check=True,
+        capture_output=True,
     )
+    os.sched_setaffinity(0, {int(BROKER_CORE)})  # this process only watches
+    events_topic = settings.topics.events
+    assert settings.worker is not None
+    committed = Committed(broker.bootstrap_servers, settings.worker.group_id, events_topic, 6)
     workers = Workers(config, work)
     try:
-        proc = workers.start("t0")
         started = time.monotonic()
-        while committed.total() < n:
-            time.sleep(0.2)
-        elapsed = time.monotonic() - started
+        proc = workers.start("t0", wait_ready=False, cpus=WORKER_CORE)
+        elapsed = drain_seconds(proc, started, committed, n, "the worker")
         assert proc.pid is not None
         _, peak = rss_mb(proc.pid)
         metrics = workers.metrics("t0").decode()
     finally:
         workers.stop_all()
         committed.close()
+
+    bin_dir = quix_peer.quix_venv(cache.cache_root())
+    group = f"{settings.worker.group_id}-quix"
+    started = time.monotonic()
+    peer = ManagedProcess(
+        "quix-peer",
+        [
+            *("taskset", "-c", WORKER_CORE),
+            *quix_peer.command(
+                bin_dir,
+                config,
+                group,
+                f"{settings.topics.profiles}-quix",
+                partitions,
+                work / "quix-state",
+                PEER_COMMIT_INTERVAL_S,
+            ),
+        ],
+        work,
+        env={**os.environ, "PYTHONPATH": str(quix_peer.PIPELINE_IMAGES)},
+    ).start()
+    committed = Committed(broker.bootstrap_servers, group, events_topic, partitions)
+    try:
+        peer_elapsed = drain_seconds(peer, started, committed, n, "the Quix Streams peer")
+        assert peer.pid is not None
+        _, peer_peak = rss_mb(peer.pid)
+    finally:
+        peer.stop()
+        committed.close()
+    pure_rate = pure_fold(records, settings.features, WORKER_CORE)
+    os.sched_setaffinity(0, {int(WORKER_CORE), int(BROKER_CORE)})
+    events_per_s, peer_events_per_s = n / elapsed, n / peer_elapsed
     return {
         "events": n,
-        "events_per_s": round(n / elapsed),
+        "partitions": partitions,
+        "worker_core": int(WORKER_CORE),
+        "broker_core": int(BROKER_CORE),
+        "events_per_s": round(events_per_s),
         "seconds": round(elapsed, 2),
+        "peer": "quixstreams",
+        "peer_version": quix_peer.QUIX_VERSION,
+        "peer_commit_interval_s": PEER_COMMIT_INTERVAL_S,
+        "peer_events_per_s": round(peer_events_per_s),
+        "peer_seconds": round(peer_elapsed, 2),
+        "ratio": round(events_per_s / peer_events_per_s, 2),
+        "pure_fold_events_per_s": round(pure_rate),
+        "fraction_of_pure": round(events_per_s / pure_rate, 3),
         "worker_peak_rss_mb": round(peak, 1),
+        "peer_peak_rss_mb": round(peer_peak, 1),
         "transaction": histogram_summary(metrics, "tailor_worker_transaction_seconds"),
     }
 
@@ -310,10 +418,13 @@ class Probes:
             reader.close()
 
     def watch_decisions(self, stop: threading.Event) -> None:
+        """Every 5 ms (the figures' resolution), ask for the oldest waiting probe, and the
+        next ones while they are known. Asking for every waiting probe each round made the
+        bench its own bottleneck: at 500 ms of latency that is 25 probes, 5,000 requests/s
+        on the cores the worker and the broker are measured on. A probe known before an
+        older one is found one round later at most: the figure can only err high."""
         connection = http.client.HTTPConnection("127.0.0.1", self._port, timeout=5)
         while not stop.is_set():
-            # One round every 5 ms at most (the figures' resolution): asking as fast as the
-            # scorer answers would take the CPU the worker and the broker are measured on.
             time.sleep(0.005)
             with self._lock:
                 waiting = [u for u in self.sent if u not in self.decided]
@@ -321,8 +432,9 @@ class Probes:
                 body = json.dumps({"user_id": user, "k": 5})
                 connection.request("POST", "/v1/decide", body, {"Content-Type": "application/json"})
                 answer = json.loads(connection.getresponse().read())
-                if answer.get("profile_age_ms") is not None:
-                    self.decided[user] = time.monotonic()
+                if answer.get("profile_age_ms") is None:
+                    break
+                self.decided[user] = time.monotonic()
         connection.close()
 
     def latencies_ms(self, arrived: dict[str, float]) -> dict[str, float | int]:

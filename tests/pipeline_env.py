@@ -130,11 +130,15 @@ class Workers:
     running: dict[str, ManagedProcess] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
 
-    def start(self, instance: str, wait_ready: bool = True) -> ManagedProcess:
+    def start(
+        self, instance: str, wait_ready: bool = True, cpus: str | None = None
+    ) -> ManagedProcess:
+        """``cpus``: run on these cores only (taskset's list), from the first instruction."""
         port = self.ports.setdefault(instance, free_port())
         proc = ManagedProcess(
             f"stream-worker-{instance}",
             [
+                *(("taskset", "-c", cpus) if cpus else ()),
                 sys.executable,
                 "-m",
                 "tailor_pipeline.worker_main",
