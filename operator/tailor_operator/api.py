@@ -439,7 +439,11 @@ class StreamWorkerSpec(WorkloadSpec):
         "arrived, so a click is not held back to the next interval.",
     )
     transaction_max_events: int = Field(
-        5000, ge=1, le=1000000, description="Commit a transaction after this many events."
+        20000,
+        ge=1,
+        le=1000000,
+        description="Commit a transaction after this many events: what one transaction "
+        "holds, and replays if it aborts.",
     )
 
 

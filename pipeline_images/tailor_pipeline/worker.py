@@ -113,6 +113,20 @@ def fold_record(
     return None
 
 
+def commit_due(
+    pending: int, caught_up: bool, elapsed_s: float, interval_s: float, max_events: int
+) -> bool:
+    """Whether to commit the open transaction now.
+
+    Caught up (the last read returned less than a full batch), commit at once: a click is in
+    the profiles topic one transaction after it arrived. Behind, batch up to the interval or
+    the size bound: fewer, larger transactions drain a backlog faster.
+    """
+    if not pending:
+        return False
+    return caught_up or pending >= max_events or elapsed_s >= interval_s
+
+
 def _has_records(reader: Consumer, tp: TopicPartition) -> bool:
     low, high = reader.get_watermark_offsets(tp, timeout=KAFKA_TIMEOUT_S)
     return bool(high > low)
@@ -218,14 +232,12 @@ class StreamWorker:
                     # Counted per batch: a labelled counter per event cost a tenth of the
                     # worker's time (profiled draining a backlog).
                     PROCESSED.inc(sum(self._process(m, now, features) for m in batch))
-                # Caught up (the client had no more records fetched): commit now, so a click
-                # is in the profiles topic one transaction after it arrived. Behind, batch up
-                # to the interval or the size bound: fewer, larger transactions drain faster.
-                caught_up = len(batch) < CONSUME_BATCH
-                if self._pending and (
-                    caught_up
-                    or self._pending >= max_events
-                    or time.monotonic() - self._txn_started >= interval
+                if commit_due(
+                    self._pending,
+                    caught_up=len(batch) < CONSUME_BATCH,
+                    elapsed_s=time.monotonic() - self._txn_started,
+                    interval_s=interval,
+                    max_events=max_events,
                 ):
                     self._commit()
             if self._pending:
