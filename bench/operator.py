@@ -6,7 +6,11 @@ Runs the real local control plane (KWOK nodes) and Kafka broker, starts the oper
 own process, and for each size creates N pipelines in a fresh namespace in one burst. A watch
 on the pipelines records when each one's Ready condition turns True. Prints one JSON object:
 {"runs": [{"pipelines", "apply_to_ready_p50_s", "apply_to_ready_p95_s", "operator_rss_mb",
-"operator_peak_rss_mb", "total_s"}, ...], "repairs": {...}, "host": {...}}. "repairs": with
+"operator_peak_rss_mb", "total_s", "floor_p95_s", "ratio_to_floor", ...}, ...],
+"repairs": {...}, "host": {...}}. The floor (``operator_floor.py``), measured first for each
+size with no operator running: the same children and topics made directly by one client,
+waited on for the same readiness; ``ratio_to_floor`` is the operator's p95 over the floor's.
+"repairs": with
 the largest run's pipelines in place, the scorer Services of 20 of them are deleted one by
 one and each is timed until the operator has recreated it. Each pipeline runs one stream
 worker and one scorer replica, with 1-partition topics, so the cluster, not the benchmark,
@@ -31,10 +35,12 @@ from typing import Any
 
 from kubernetes import client, watch
 from measure import cpu_seconds, histogram, percentile, rss_mb, seconds_to_recreate
+from operator_floor import run_floor
 
 from tailor_localenv.kafka import KafkaBroker
 from tailor_localenv.kube import ControlPlane
 from tailor_localenv.processes import ManagedProcess, free_port, http_get, http_ok
+from tailor_operator.adapters.kafka_admin import KafkaAdmin
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"requests": {"cpu": "10m", "memory": "16Mi"}}
@@ -178,6 +184,28 @@ def _service_uid(core: client.CoreV1Api, namespace: str, name: str) -> str | Non
         return None
 
 
+def measure_floors(
+    control_plane: ControlPlane, bootstrap: str, sizes: list[int]
+) -> dict[int, dict[str, Any]]:
+    """The floor of each size (operator_floor.py), before the operator runs: nothing acts
+    on the floor's objects, and the operator's runs find them in the cluster (if anything,
+    that favours the floor)."""
+    admin = KafkaAdmin({"bootstrap.servers": bootstrap})
+    floors = {}
+    with control_plane.api_client() as api:
+        # One first, not reported, as for the operator: first topic creations are slow.
+        def spec_of(name: str) -> dict[str, Any]:
+            return pipeline(name, bootstrap)
+
+        run_floor(api, spec_of, 1, admin)
+        for size in sizes:
+            floor = run_floor(api, spec_of, size, admin)
+            print(f"floor of {size}: {floor}", file=sys.stderr)
+            floor.pop("namespace")
+            floors[size] = floor
+    return floors
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="sizes 1 and 50 only")
@@ -186,9 +214,9 @@ def main() -> int:
     sizes = [int(s) for s in (args.sizes or ("1,50" if args.quick else "1,50,200")).split(",")]
 
     work = Path(tempfile.mkdtemp(prefix="tailor-bench-"))
-    # Two pods per pipeline, pipelines of every run kept: KWOK nodes take 110 pods each, and
-    # pods beyond that stay Pending.
-    pods = 2 * (1 + sum(sizes))
+    # Two pods per pipeline, pipelines of every run kept (the floor's too): KWOK nodes take
+    # 110 pods each, and pods beyond that stay Pending.
+    pods = 2 * 2 * (1 + sum(sizes))
     nodes = max(4, math.ceil(pods / 100) + 1)
     with ControlPlane(nodes=nodes) as control_plane, KafkaBroker() as broker:
         control_plane_kubectl = control_plane.kubectl_command()
@@ -197,6 +225,7 @@ def main() -> int:
             check=True,
             capture_output=True,
         )
+        floors = measure_floors(control_plane, broker.bootstrap_servers, sizes)
         port, metrics_port = free_port(), free_port()
         operator = ManagedProcess(
             "tailor-operator",
@@ -223,7 +252,11 @@ def main() -> int:
                     run_size(api, broker.bootstrap_servers, n, operator.pid, metrics_port)
                     for n in sizes
                 ]
-                runs = [result for _, result in measured]
+                runs = [{**result, **floors[result["pipelines"]]} for _, result in measured]
+                for run in runs:
+                    run["ratio_to_floor"] = round(
+                        run["apply_to_ready_p95_s"] / run["floor_p95_s"], 2
+                    )
                 # Repairs with every pipeline of the largest run in place.
                 namespace, largest = max(measured, key=lambda m: m[1]["pipelines"])
                 repairs = measure_repairs(api, namespace, min(20, largest["pipelines"]))
