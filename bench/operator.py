@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,7 @@ def reconcile_stats(metrics_port: int) -> tuple[float, float]:
 def run_size(
     api: client.ApiClient, bootstrap: str, count: int, operator_pid: int, metrics_port: int
 ) -> tuple[str, dict[str, Any]]:
-    namespace = f"bench-{count}-{int(time.time())}"
+    namespace = f"bench-{count}-{uuid.uuid4().hex[:8]}"
     core = client.CoreV1Api(api)
     custom = client.CustomObjectsApi(api)
     core.create_namespace({"metadata": {"name": namespace}})
@@ -187,9 +188,8 @@ def _service_uid(core: client.CoreV1Api, namespace: str, name: str) -> str | Non
 def measure_floors(
     control_plane: ControlPlane, bootstrap: str, sizes: list[int]
 ) -> dict[int, dict[str, Any]]:
-    """The floor of each size (operator_floor.py), before the operator runs: nothing acts
-    on the floor's objects, and the operator's runs find them in the cluster (if anything,
-    that favours the floor)."""
+    """The floor of each size (operator_floor.py), before the operator runs, so that
+    nothing acts on the floor's objects."""
     admin = KafkaAdmin({"bootstrap.servers": bootstrap})
     floors = {}
     with control_plane.api_client() as api:
@@ -201,7 +201,6 @@ def measure_floors(
         for size in sizes:
             floor = run_floor(api, spec_of, size, admin)
             print(f"floor of {size}: {floor}", file=sys.stderr)
-            floor.pop("namespace")
             floors[size] = floor
     return floors
 
@@ -214,9 +213,9 @@ def main() -> int:
     sizes = [int(s) for s in (args.sizes or ("1,50" if args.quick else "1,50,200")).split(",")]
 
     work = Path(tempfile.mkdtemp(prefix="tailor-bench-"))
-    # Two pods per pipeline, pipelines of every run kept (the floor's too): KWOK nodes take
-    # 110 pods each, and pods beyond that stay Pending.
-    pods = 2 * 2 * (1 + sum(sizes))
+    # Two pods per pipeline, pipelines of every run kept: KWOK nodes take 110 pods each, and
+    # pods beyond that stay Pending.
+    pods = 2 * (1 + sum(sizes))
     nodes = max(4, math.ceil(pods / 100) + 1)
     with ControlPlane(nodes=nodes) as control_plane, KafkaBroker() as broker:
         control_plane_kubectl = control_plane.kubectl_command()

@@ -9,7 +9,7 @@ exist and both its Deployments are available by the operator's own rule
 (``deployment_availability``), seen through a watch. Every pipeline's time runs from the
 start of the burst, when all of them were asked for at once, as the operator's run creates
 all its pipelines at once and times each from its create. No custom resource is created, so
-no operator acts on these objects.
+no operator acts on these objects; they and the topics are deleted once measured.
 """
 
 from __future__ import annotations
@@ -131,6 +131,24 @@ def _create_topics(admin: KafkaAdmin, pipelines: list[Pipeline]) -> float:
         time.sleep(0.05)
 
 
+def _delete_namespace(api: client.ApiClient, namespace: str) -> None:
+    """Delete the floor's objects and wait until they are gone: the local control plane's
+    Service range (a /24) cannot hold the floor's Services and the operator's runs at once,
+    and nothing of the floor may be left to compete with the operator."""
+    core = client.CoreV1Api(api)
+    core.delete_namespace(namespace)
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        try:
+            core.read_namespace(namespace)
+        except client.exceptions.ApiException as exc:
+            if exc.status == 404:
+                return
+            raise
+        time.sleep(0.5)
+    raise SystemExit(f"floor: namespace {namespace} not deleted within {DEADLINE_S:.0f} s")
+
+
 def run_floor(
     api: client.ApiClient,
     spec_of: Callable[[str], dict[str, Any]],
@@ -138,7 +156,7 @@ def run_floor(
     admin: KafkaAdmin,
 ) -> dict[str, Any]:
     """``spec_of(name)``: the pipeline manifest the operator's run uses for that name."""
-    namespace = f"floor-{count}-{int(time.time())}"
+    namespace = f"floor-{count}-{uuid.uuid4().hex[:8]}"
     client.CoreV1Api(api).create_namespace({"metadata": {"name": namespace}})
     pipelines = [
         Pipeline.from_body(
@@ -173,8 +191,11 @@ def run_floor(
         max(topics_ready, *(deployments.available[d] for d in workloads[p.name])) - started
         for p in pipelines
     ]
+    _delete_namespace(api, namespace)
+    failures = admin.delete([t.name for p in pipelines for t in desired_topics(p)])
+    if failures:
+        raise SystemExit(f"floor: deleting its topics failed: {failures[:3]}")
     return {
-        "namespace": namespace,
         "floor_p50_s": round(statistics.median(latencies), 3),
         "floor_p95_s": round(percentile(latencies, 0.95), 3),
         "floor_topics_s": round(topics_ready - started, 3),
