@@ -82,6 +82,13 @@ def written_profiles(bootstrap: str, settings: PipelineSettings) -> dict[str, Pr
     return {user: profile_codec.decode_profile(value) for user, value in latest.items()}
 
 
+def wait_committed(bootstrap: str, settings: PipelineSettings, timeout: float, what: str) -> None:
+    """Until the pipeline's workers have committed every event of its topic."""
+    assert settings.worker is not None
+    group, topic = settings.worker.group_id, settings.topics.events
+    wait_for(lambda: group_lag(bootstrap, group, topic) == 0, timeout, what)
+
+
 def test_profiles_and_dead_letters(kafka, tmp_path):
     settings, config = create_pipeline(kafka, tmp_path, partitions=2)
     records = click_stream(seed=1, n_events=3000, n_users=200, start_ms=int(time.time() * 1000))
@@ -89,11 +96,7 @@ def test_profiles_and_dead_letters(kafka, tmp_path):
     try:
         workers.start("w0")
         produce_all(kafka, settings.topics.events, ((k, v) for k, v, _ in records))
-        wait_for(
-            lambda: group_lag(kafka, settings.worker.group_id, settings.topics.events) == 0,
-            60,
-            "the worker to commit every event",
-        )
+        wait_committed(kafka, settings, 60, "the worker to commit every event")
         assert written_profiles(kafka, settings) == offline_profiles(records, settings)
 
         dead = read_topic(kafka, settings.topics.dead_letter)
@@ -129,11 +132,7 @@ def test_a_caught_up_worker_commits_without_waiting_for_its_interval(kafka, tmp_
         workers.start("w0")
         records = click_stream(seed=3, n_events=1, n_users=1, start_ms=int(time.time() * 1000))
         produce_all(kafka, settings.topics.events, ((k, v) for k, v, _ in records))
-        wait_for(
-            lambda: group_lag(kafka, settings.worker.group_id, settings.topics.events) == 0,
-            30,
-            "the worker to commit the only event long before its 60 s interval",
-        )
+        wait_committed(kafka, settings, 30, "the only event, long before the 60 s interval")
         assert written_profiles(kafka, settings) == offline_profiles(records, settings)
     finally:
         workers.stop_all()
