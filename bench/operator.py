@@ -193,10 +193,11 @@ def measure_floors(
     admin = KafkaAdmin({"bootstrap.servers": bootstrap})
     floors = {}
     with control_plane.api_client() as api:
-        # One first, not reported, as for the operator: first topic creations are slow.
+
         def spec_of(name: str) -> dict[str, Any]:
             return pipeline(name, bootstrap)
 
+        # One first, not reported, as for the operator: first topic creations are slow.
         run_floor(api, spec_of, 1, admin)
         for size in sizes:
             floor = run_floor(api, spec_of, size, admin)
