@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -10,7 +12,7 @@ import socket
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 
 import kopf
 from prometheus_client import start_http_server
@@ -83,19 +85,26 @@ def main(argv: list[str] | None = None) -> int:
 
     liveness = None if args.liveness == "off" else args.liveness
 
-    def run() -> None:
+    async def operate(stopping: asyncio.Event | None = None) -> None:
         # Leader election replaces Kopf's peering, so every replica runs standalone.
-        kopf.run(
+        await kopf.operator(
             clusterwide=not args.namespace,
             namespaces=args.namespace,
             liveness_endpoint=liveness,
             standalone=True,
+            stop_flag=stopping,
         )
 
     if not args.leader_election:
-        run()
+        _run_loop(operate())
         return 0
-    return _run_as_leader(args, liveness, run)
+    return _run_as_leader(args, liveness, operate)
+
+
+def _run_loop(main: Coroutine[None, None, None]) -> None:
+    # What kopf.run swallows too: a cancelled operator is a stop, not a failure.
+    with contextlib.suppress(asyncio.CancelledError):
+        asyncio.run(main)
 
 
 def preflight(namespaces: list[str]) -> str | None:
@@ -151,7 +160,7 @@ PREFLIGHT_SECONDS = float(os.environ.get("TAILOR_PREFLIGHT_SECONDS", "30"))
 def _run_as_leader(
     args: argparse.Namespace,
     liveness: str | None,
-    run: Callable[[], None],
+    operate: Callable[[asyncio.Event], Coroutine[None, None, None]],
 ) -> int:
     from kubernetes import client, config
 
@@ -170,8 +179,11 @@ def _run_as_leader(
         lease_seconds=args.lease_seconds,
         renew_seconds=max(1.0, args.lease_seconds / 3),
     )
+    # These handlers stay until the event loop takes the signals over: a SIGTERM between
+    # winning the lease and Kopf's start must still stop this replica (and release the lease).
     stop = threading.Event()
-    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, lambda *_: stop.set())
     standby = None
     if liveness:
         url = urllib.parse.urlsplit(liveness)
@@ -183,31 +195,43 @@ def _run_as_leader(
     finally:
         if standby is not None:
             standby.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     if not leader:
         return 0
     lost, renewing_done = threading.Event(), threading.Event()
+    renewers: list[threading.Thread] = []
 
-    def renew() -> None:
-        elector.keep_renewing(lost, renewing_done)
-        if lost.is_set():
-            # Kopf's own SIGTERM path stops it gracefully. Its stop_flag would block an
-            # executor thread that a normal stop never wakes, hanging the exit.
-            os.kill(os.getpid(), signal.SIGTERM)
+    async def lead() -> None:
+        loop = asyncio.get_running_loop()
+        stopping = asyncio.Event()
+        for sig in _STOP_SIGNALS:
+            loop.add_signal_handler(sig, stopping.set)
+        if stop.is_set():
+            return
 
-    renewer = threading.Thread(target=renew, name="lease-renewer", daemon=True)
-    renewer.start()
+        def renew() -> None:
+            elector.keep_renewing(lost, renewing_done)
+            if lost.is_set():
+                with contextlib.suppress(RuntimeError):  # the loop has closed already
+                    loop.call_soon_threadsafe(stopping.set)
+
+        renewers.append(threading.Thread(target=renew, name="lease-renewer", daemon=True))
+        renewers[0].start()
+        await operate(stopping)
+
     try:
-        run()
+        _run_loop(lead())
     finally:
         renewing_done.set()
-        renewer.join()
+        for renewer in renewers:
+            renewer.join()
     if lost.is_set():
         log.error("Lost the lease; exiting so a fresh replica can wait for it")
         return 1
     elector.release()
     return 0
+
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 if __name__ == "__main__":

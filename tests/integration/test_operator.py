@@ -472,6 +472,21 @@ def test_a_clean_shutdown_hands_the_lease_over_at_once(kube, operator, namespace
     )
 
 
+def test_a_stop_just_after_winning_the_lease_still_stops_and_releases_it(kube, operator, namespace):
+    # SIGTERM can land between winning the Lease and Kopf taking over the signals; a replica
+    # must not lose it there and run on until the kubelet kills it, holding the Lease.
+    args = ("--leader-election", f"--leader-election-namespace={namespace}", "--lease-seconds=60")
+    proc = operator.start(namespace, extra=args, wait=False)
+    wait_for(
+        lambda: "acquired the lease" in proc.log_path.read_text(), 30, "the lease", interval=0.002
+    )
+    started = time.monotonic()
+    proc.stop(grace=20)
+    assert time.monotonic() - started < 15, "SIGTERM was ignored"
+    assert "Released the lease" in proc.log_path.read_text()
+    assert not lease_holder(kube, namespace)
+
+
 def test_deleted_and_edited_children_are_repaired_from_the_watch(kube, kafka, operator, namespace):
     metrics_port = free_port()
     # A resync far away: only the watches can explain a repair within seconds.
