@@ -25,6 +25,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def core_busy_seconds(core: int) -> float:
+    """CPU time core ``core`` has spent on anything but idling, since boot: what a server
+    pinned to a core of its own costs, whatever its processes and threads."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *ticks = line.split()
+        if name == f"cpu{core}":
+            # user nice system idle iowait irq softirq steal
+            values = [int(t) for t in ticks[:8]]
+            return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
+    raise ValueError(f"no core {core} in /proc/stat")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))

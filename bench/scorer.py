@@ -13,10 +13,12 @@ shows as latency and errors, never as a politely slower client. Bodies cycle thr
 users drawn from all of them, 90% with a profile and 10% cold.
 
 Per rate: achieved rate, p50/p99/p99.9, errors (neither 200 nor 503, or a timeout: 2 s),
-and the answers overload protection gave instead of a ranking (``degraded``: trending
-items; ``shed``: 503). ``max_rps_p99_under_5ms`` is the highest offered rate (of the
-ladder, refined by bisection) whose p99 stayed at or under 5 ms with no error and at least
-99% of the answers ranked in full.
+``cpu_us_per_request`` (the server core's busy time per request: 1e6 over it is what the
+core could do flat out, free of queueing noise), and the answers overload protection gave
+instead of a ranking (``degraded``: trending items; ``shed``: 503).
+``max_rps_p99_under_5ms`` is the highest offered rate (of the ladder, refined by bisection)
+whose p99 stayed at or under 5 ms with no error and at least 99% of the answers ranked in
+full.
 ``overload``: twice that rate for 60 s (quick: 10 s), then a quarter of it for 5 s: the
 p99 of the answers that were ranked (``admitted_p99_ms``), how many were degraded, shed or
 failed, the scorer's memory before and after, and ``recovery_s``, how soon after the load
@@ -50,7 +52,7 @@ from typing import Any
 
 import feast_peer
 import scale_data
-from measure import histogram, percentile, rss_mb
+from measure import core_busy_seconds, histogram, percentile, rss_mb
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -101,6 +103,7 @@ def attack(
     """Offer ``rate`` req/s for ``seconds`` from core LOAD_CORE; the figures of the run, and
     every fully ranked answer as (seconds since the first request, latency ms)."""
     results = work / f"results-{rate}.bin"
+    busy = core_busy_seconds(int(SCORER_CORE))
     subprocess.run(
         [
             *("taskset", "-c", LOAD_CORE, str(vegeta), "attack"),
@@ -113,6 +116,7 @@ def attack(
         ],
         check=True,
     )
+    busy = core_busy_seconds(int(SCORER_CORE)) - busy
     encoded = subprocess.run(
         [str(vegeta), "encode", "--to", "csv", str(results)],
         check=True,
@@ -144,6 +148,8 @@ def attack(
         "p99_ms": round(percentile(latencies, 0.99), 2),
         "p999_ms": round(percentile(latencies, 0.999), 2),
         "ranked_p99_ms": round(percentile([ms for _, ms in ranked], 0.99), 2) if ranked else None,
+        # The server's core, busy, per request: what capacity is made of, free of queueing.
+        "cpu_us_per_request": round(busy / max(len(rows), 1) * 1e6),
     }
     return run, ranked
 
@@ -328,6 +334,11 @@ def main() -> int:
     )
     parser.add_argument("--users", type=int, help="profiles (default 1,000,000; quick 100,000)")
     parser.add_argument("--items", type=int, help="items in the model (default 100,000)")
+    parser.add_argument(
+        "--scorer-only",
+        action="store_true",
+        help="skip the floor and the peer: for before/after runs of a change, not a result",
+    )
     args = parser.parse_args()
     if (os.cpu_count() or 1) < 2:
         raise SystemExit("the bench pins the scorer and the load to two different cores")
@@ -418,6 +429,8 @@ def main() -> int:
             result["rss_mb"] = round(rss_mb(scorer.pid)[0], 1)
             scorer.stop()
             scorer = None
+            if args.scorer_only:
+                return _printed(result)
             result["floor"] = floor(vegeta, known, rates, seconds, args.quick, work)
             result.update(peer(vegeta, settings, users, items, rates, seconds, args.quick, work))
             result["p99_ratio_to_peer"] = {
@@ -431,6 +444,10 @@ def main() -> int:
         finally:
             if scorer:
                 scorer.stop()
+    return _printed(result)
+
+
+def _printed(result: dict[str, Any]) -> int:
     print(json.dumps(result, separators=(",", ":")))
     return 0
 

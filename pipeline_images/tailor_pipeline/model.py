@@ -87,6 +87,10 @@ class Model:
     # the row of each.
     sorted_hashes: npt.NDArray[np.uint32]
     hash_rows: npt.NDArray[np.intp]
+    # How many neighbours each row has before its first -1 (ranking reads no further).
+    row_length: npt.NDArray[np.intp]
+    # The codes of each category name (``category`` values), for per-request lookups.
+    category_codes: dict[str, tuple[int, ...]]
 
     @property
     def items(self) -> int:
@@ -217,6 +221,14 @@ def load(path: Path, sha256: str | None) -> Model:
     ids = [blob[offsets[i] : offsets[i + 1]].decode() for i in range(len(offsets) - 1)]
     hashes = np.fromiter((item_hash(i) for i in ids), dtype=np.uint32, count=len(ids))
     hash_rows = np.argsort(hashes, kind="stable")
+    neighbours = arrays["neighbours"]
+    padded = neighbours < 0
+    # argmax finds the first -1; a row without one is full.
+    row_length = np.where(padded.any(axis=1), padded.argmax(axis=1), neighbours.shape[1])
+    categories = list(header["categories"])
+    codes: dict[str, tuple[int, ...]] = {}
+    for code, category in enumerate(categories):
+        codes[category] = (*codes.get(category, ()), code)
     return Model(
         name=header["name"],
         version=header["version"],
@@ -225,10 +237,12 @@ def load(path: Path, sha256: str | None) -> Model:
         index={item: i for i, item in enumerate(ids)},
         popularity=arrays["popularity"],
         category=arrays["category"],
-        neighbours=arrays["neighbours"],
+        neighbours=neighbours,
         weights=arrays["weights"],
-        categories=list(header["categories"]),
+        categories=categories,
         popular_order=np.argsort(-arrays["popularity"], kind="stable")[:1000],
         sorted_hashes=hashes[hash_rows],
         hash_rows=hash_rows,
+        row_length=row_length,
+        category_codes=codes,
     )
