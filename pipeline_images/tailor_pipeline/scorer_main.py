@@ -10,7 +10,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from tailor_pipeline import program
+from tailor_pipeline import heap, program
 from tailor_pipeline.scorer import DecisionLog, ProfileTable, Scorer, make_app
 
 _log = logging.getLogger("tailor.scorer")
@@ -53,12 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     app.on_cleanup.append(stop)
     port = args.http_port if args.http_port is not None else settings.scorer_settings().http_port
     _log.info("Scorer of %s/%s on :%d", settings.namespace, settings.pipeline, port)
-    # Every object that exists now (the libraries, the model) lives as long as the process:
-    # kept out of the collector, a full collection no longer walks them all and stalls
-    # every request in flight for 30-40 ms (``python bench/scorer.py``). The profiles are
-    # bytes, which the collector never tracks.
+    # The libraries and the model live as long as the process: out of the collector's
+    # sight (heap.py). The profiles are bytes, which it never tracks.
     gc.collect()
-    gc.freeze()
+    heap.settle()
     web.run_app(app, host=args.host, port=port, print=None, access_log=None)
     return 0
 

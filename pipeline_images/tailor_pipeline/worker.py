@@ -39,7 +39,7 @@ from confluent_kafka import (
 )
 from prometheus_client import Counter, Gauge, Histogram
 
-from tailor_pipeline import events, profile_codec
+from tailor_pipeline import events, heap, profile_codec
 from tailor_pipeline.consuming import next_batch
 from tailor_pipeline.dead_letter import DEFAULT_MAX_MESSAGE_BYTES, dead_letter
 from tailor_pipeline.features import Profile, Trending, update_profile, update_trending
@@ -333,6 +333,8 @@ class StreamWorker:
         TXN_SECONDS.observe(time.monotonic() - started)
         TXN_EVENTS.observe(events_in_txn)
         PROFILES.set(sum(len(s.profiles) for s in self._parts.values()))
+        # The profiles just written live on: keep them out of every full collection.
+        heap.settle()
         self._begin()
         return True
 
