@@ -13,8 +13,9 @@ shows as latency and errors, never as a politely slower client. Bodies cycle thr
 users drawn from all of them, 90% with a profile and 10% cold.
 
 Per rate: achieved rate, p50/p99/p99.9, errors (neither 200 nor 503, or a timeout: 2 s),
-``cpu_us_per_request`` (the server core's busy time per request: 1e6 over it is what the
-core could do flat out, free of queueing noise), and the answers overload protection gave
+``cpu_us_per_request`` (the server core's busy time per request, free of queueing noise
+but not of whatever else the kernel schedules on that core: read it at rates that keep the
+server busy, where it is the cost of a request), and the answers overload protection gave
 instead of a ranking (``degraded``: trending items; ``shed``: 503).
 ``max_rps_p99_under_5ms`` is the highest offered rate (of the ladder, refined by bisection)
 whose p99 stayed at or under 5 ms with no error and at least 99% of the answers ranked in
