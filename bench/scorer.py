@@ -149,7 +149,7 @@ def attack(
         "p99_ms": round(percentile(latencies, 0.99), 2),
         "p999_ms": round(percentile(latencies, 0.999), 2),
         "ranked_p99_ms": round(percentile([ms for _, ms in ranked], 0.99), 2) if ranked else None,
-        # The server's core, busy, per request: what capacity is made of, free of queueing.
+        # The server core's busy time per request (whatever else ran on that core too).
         "cpu_us_per_request": round(busy / max(len(rows), 1) * 1e6),
     }
     return run, ranked
