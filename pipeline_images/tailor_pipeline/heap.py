@@ -16,7 +16,25 @@ that were alive at a settle and became garbage later; the state these programs k
 
 from __future__ import annotations
 
+import contextlib
 import gc
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def building() -> Iterator[None]:
+    """Build a large long-lived state (a worker restoring its partitions' profiles) with the
+    collector off, then freeze it. Left on, the collector walks the growing state again and
+    again: 300,000 profiles decoded in 15 s instead of 4 (measured in process). Decoding
+    creates no cycles, so there is nothing for the collector to find meanwhile."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
 
 
 def settle() -> None:

@@ -406,7 +406,8 @@ class StreamWorker:
         self._restoring = True
         try:
             committed = consumer.committed(partitions, KAFKA_TIMEOUT_S)
-            self._restore([tp.partition for tp in partitions])
+            with heap.building():
+                self._restore([tp.partition for tp in partitions])
         finally:
             self._restoring = False
         consumer.incremental_assign(committed)

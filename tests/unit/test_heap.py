@@ -34,3 +34,20 @@ def test_settle_collects_young_cycles_and_freezes_what_lives() -> None:
         assert gone() is None
     finally:
         gc.unfreeze()
+
+
+def test_building_runs_without_the_collector_and_freezes_what_it_built() -> None:
+    try:
+        frozen_before = gc.get_freeze_count()
+        with heap.building():
+            assert not gc.isenabled()
+            state = {f"user-{i}": {"items": {"i1": [1.0, 2.0]}} for i in range(1000)}
+        assert gc.isenabled()
+        assert gc.get_freeze_count() >= frozen_before + len(state)
+        gc.disable()
+        with heap.building():
+            pass
+        assert not gc.isenabled()  # a caller that had it off keeps it off
+    finally:
+        gc.enable()
+        gc.unfreeze()
