@@ -105,6 +105,7 @@ def attack(
     every fully ranked answer as (seconds since the first request, latency ms)."""
     results = work / f"results-{rate}.bin"
     busy = core_busy_seconds(int(SCORER_CORE))
+    loaded = core_busy_seconds(int(LOAD_CORE))
     subprocess.run(
         [
             *("taskset", "-c", LOAD_CORE, str(vegeta), "attack"),
@@ -118,6 +119,7 @@ def attack(
         check=True,
     )
     busy = core_busy_seconds(int(SCORER_CORE)) - busy
+    loaded = core_busy_seconds(int(LOAD_CORE)) - loaded
     encoded = subprocess.run(
         [str(vegeta), "encode", "--to", "csv", str(results)],
         check=True,
@@ -151,6 +153,9 @@ def attack(
         "ranked_p99_ms": round(percentile([ms for _, ms in ranked], 0.99), 2) if ranked else None,
         # The server core's busy time per request (whatever else ran on that core too).
         "cpu_us_per_request": round(busy / max(len(rows), 1) * 1e6),
+        # How busy the load generator's core was (it shares it with the broker): near 1.0,
+        # the generator itself may be what is late.
+        "load_core_busy": round(loaded / seconds, 2),
     }
     return run, ranked
 
@@ -219,22 +224,23 @@ def ladder(
     return sorted(by_rate, key=lambda r: r["offered_rps"]), good
 
 
-# The floor: the same HTTP stack (aiohttp, msgspec) on the same core answering a fixed
-# decision without ranking, profiles or logging. What the scorer adds is above it.
+# The floor: the same HTTP server (tailor_pipeline.http1, msgspec) on the same core answering
+# a fixed decision without ranking, profiles or logging. What the scorer adds is above it.
 FLOOR_SERVER = """
-import sys, msgspec
-from aiohttp import web
+import asyncio, sys, msgspec
+from tailor_pipeline import http1
 ANSWER = msgspec.json.encode({"items": [{"item_id": f"item-{i}", "score": 1.0,
                                           "reason": "floor"} for i in range(10)]})
-async def decide(request):
-    msgspec.json.decode(await request.read())
-    return web.Response(body=ANSWER, content_type="application/json")
-async def healthz(request):
-    return web.Response(text="ok")
-app = web.Application()
-app.router.add_post("/v1/decide", decide)
-app.router.add_get("/healthz", healthz)
-web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+def route(request):
+    if request.path == "/healthz":
+        return http1.Response(200, b"ok")
+    msgspec.json.decode(request.body)
+    return http1.json_response(ANSWER)
+async def serve():
+    server = http1.Server(route, http1.Limits(max_body_bytes=1 << 20))
+    await server.start("127.0.0.1", int(sys.argv[1]))
+    await asyncio.Event().wait()
+asyncio.run(serve())
 """
 
 
@@ -288,7 +294,11 @@ def floor(
         by_rate, good = ladder(vegeta, target_file, port, rates, seconds, quick, work)
     finally:
         server.stop()
-    return {"server": "aiohttp, fixed answer", "by_rate": by_rate, "max_rps_p99_under_5ms": good}
+    return {
+        "server": "tailor_pipeline.http1, fixed answer",
+        "by_rate": by_rate,
+        "max_rps_p99_under_5ms": good,
+    }
 
 
 def peer(

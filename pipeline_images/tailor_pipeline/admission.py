@@ -32,6 +32,7 @@ DEGRADED = Counter(
 SHED = Counter("tailor_scorer_shed", "Requests refused with 503 because of the load")
 
 DEADLINE_HEADER = "X-Tailor-Deadline-Ms"
+DEADLINE_HEADER_KEY = DEADLINE_HEADER.lower()  # as the server hands headers over
 PROBE_SECONDS = 0.002
 
 Verdict = Literal["rank", "degrade", "shed"]

@@ -20,19 +20,20 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
 import msgspec
-from aiohttp import web
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 from tailor_pipeline import decisions as contract
+from tailor_pipeline import http1, profile_codec
 from tailor_pipeline import model as model_file
-from tailor_pipeline import profile_codec
 from tailor_pipeline.admission import (
     DEADLINE_HEADER,
+    DEADLINE_HEADER_KEY,
     DEGRADED,
     SHED,
     Limits,
@@ -485,12 +486,12 @@ class Scorer:
             self.decisions.log(decision.user_id, contract.encode(decision))
 
 
-def _error(status: int, message: str, field: str | None = None) -> web.Response:
+def _error(status: int, message: str, field: str | None = None) -> http1.Response:
     REQUESTS.labels(str(status)).inc()
     body: dict[str, Any] = {"error": message}
     if field:
         body["field"] = field
-    return web.json_response(body, status=status)
+    return http1.json_response(msgspec.json.encode(body), status)
 
 
 def _field_of(message: str) -> str | None:
@@ -505,28 +506,21 @@ def _field_of(message: str) -> str | None:
     return None
 
 
-def make_app(scorer: Scorer, wait: QueueWait | None = None) -> web.Application:
-    """``wait``: the queue-wait probe admission decides by (a test may pass its own)."""
-    app = web.Application(client_max_size=MAX_BODY_BYTES)
+LIMITS = http1.Limits(max_body_bytes=MAX_BODY_BYTES)
+_PROFILE_PATH = ("/v1/users/", "/profile")
+_OK = REQUESTS.labels("200")
+
+
+def make_handler(scorer: Scorer, queue: QueueWait) -> http1.Handler:
+    """The scorer's routes. ``queue``: the wait admission decides by (a test may pass its
+    own)."""
     settings = scorer.settings.scorer_settings()
     limits = Limits(settings.degrade_after_ms, settings.shed_after_ms)
-    queue = wait or QueueWait()
 
-    async def stop_probe(_: web.Application) -> None:
-        await queue.stop()
-
-    app.on_cleanup.append(stop_probe)
-
-    async def decide(request: web.Request) -> web.Response:
+    def decide(request: http1.Request) -> http1.Response:
         started = time.perf_counter()
-        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-            return _error(413, f"body over {MAX_BODY_BYTES} bytes")
         try:
-            raw = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return _error(413, f"body over {MAX_BODY_BYTES} bytes")
-        try:
-            parsed = _decide_decoder.decode(raw)
+            parsed = _decide_decoder.decode(request.body)
         except msgspec.ValidationError as exc:
             return _error(400, str(exc), _field_of(str(exc)))
         except msgspec.DecodeError as exc:
@@ -539,9 +533,10 @@ def make_app(scorer: Scorer, wait: QueueWait | None = None) -> web.Application:
         if not ok:
             return _error(503, why)
         deadline_ms: float | None = None
-        if DEADLINE_HEADER in request.headers:
+        deadline = request.headers.get(DEADLINE_HEADER_KEY)
+        if deadline is not None:
             try:
-                deadline_ms = float(request.headers[DEADLINE_HEADER])
+                deadline_ms = float(deadline)
             except ValueError:
                 return _error(400, "not a number of milliseconds", DEADLINE_HEADER)
         queue.note_request()
@@ -549,7 +544,7 @@ def make_app(scorer: Scorer, wait: QueueWait | None = None) -> web.Application:
         if admit == "shed":
             SHED.inc()
             refused = _error(503, f"overloaded: requests wait {queue.ms:.0f} ms for this scorer")
-            refused.headers["Retry-After"] = "1"
+            refused.headers = (("Retry-After", "1"),)
             return refused
         try:
             if admit == "degrade":
@@ -561,31 +556,50 @@ def make_app(scorer: Scorer, wait: QueueWait | None = None) -> web.Application:
             _log.exception("Decision for %r failed", parsed.user_id)
             request_id = scorer.failed(parsed, exc, started)
             return _error(500, f"decision failed (request {request_id})")
-        REQUESTS.labels("200").inc()
-        return web.Response(body=msgspec.json.encode(response), content_type="application/json")
+        _OK.inc()
+        return http1.json_response(msgspec.json.encode(response))
 
-    async def profile(request: web.Request) -> web.Response:
-        user = request.match_info["user_id"]
+    def profile(user: str) -> http1.Response:
         found = scorer.table.profile(user)
         if found is None:
             return _error(404, f"no profile for user {user!r}", "user_id")
-        return web.Response(body=msgspec.json.encode(found), content_type="application/json")
+        return http1.json_response(msgspec.json.encode(found))
 
-    async def healthz(_: web.Request) -> web.Response:
+    def healthz() -> http1.Response:
         if scorer.table.error:
-            return web.Response(status=503, text=scorer.table.error)
-        return web.Response(text="ok")
+            return http1.Response(503, scorer.table.error.encode())
+        return http1.Response(200, b"ok")
 
-    async def readyz(_: web.Request) -> web.Response:
+    def readyz() -> http1.Response:
         ok, why = scorer.ready()
-        return web.Response(status=200 if ok else 503, text=why)
+        return http1.Response(200 if ok else 503, why.encode())
 
-    async def metrics(_: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    def metrics() -> http1.Response:
+        return http1.Response(200, generate_latest(), CONTENT_TYPE_LATEST)
 
-    app.router.add_post("/v1/decide", decide)
-    app.router.add_get("/v1/users/{user_id}/profile", profile)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
-    return app
+    reads: dict[str, Callable[[], http1.Response]] = {
+        "/healthz": healthz,
+        "/readyz": readyz,
+        "/metrics": metrics,
+    }
+
+    def route(request: http1.Request) -> http1.Response:
+        path, method = request.path, request.method
+        if path == "/v1/decide":
+            return decide(request) if method == "POST" else _not_allowed("POST")
+        read = reads.get(path)
+        if read is None and path.startswith(_PROFILE_PATH[0]) and path.endswith(_PROFILE_PATH[1]):
+            user = path[len(_PROFILE_PATH[0]) : -len(_PROFILE_PATH[1])]
+            if user and "/" not in user:
+                read = partial(profile, user)
+        if read is None:
+            return _error(404, f"no route {path}")
+        return read() if method == "GET" else _not_allowed("GET")
+
+    return route
+
+
+def _not_allowed(allowed: str) -> http1.Response:
+    refused = _error(405, f"use {allowed}")
+    refused.headers = (("Allow", allowed),)
+    return refused

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
-from aiohttp import web
-
-from tailor_pipeline import heap, program
-from tailor_pipeline.scorer import DecisionLog, ProfileTable, Scorer, make_app
+from tailor_pipeline import heap, http1, program
+from tailor_pipeline.admission import QueueWait
+from tailor_pipeline.scorer import LIMITS, DecisionLog, ProfileTable, Scorer, make_handler
 
 _log = logging.getLogger("tailor.scorer")
 
@@ -43,22 +44,34 @@ def main(argv: list[str] | None = None) -> int:
         table.stop()
         decisions.stop()
         return program.give_up(_log, 3, f"model refused: {scorer.model_error}")
-    app = make_app(scorer)
-
-    async def stop(_: web.Application) -> None:
+    port = args.http_port if args.http_port is not None else settings.scorer_settings().http_port
+    try:
+        asyncio.run(_serve(scorer, args.host, port))
+    finally:
         _log.info("Stopping: flushing the decision log")
         table.stop()
         decisions.stop()
+    return 0
 
-    app.on_cleanup.append(stop)
-    port = args.http_port if args.http_port is not None else settings.scorer_settings().http_port
+
+async def _serve(scorer: Scorer, host: str, port: int) -> None:
+    """Serve until SIGTERM or SIGINT, then stop gracefully (http1.Server.stop)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    queue = QueueWait()
+    server = http1.Server(make_handler(scorer, queue), LIMITS)
+    await server.start(host, port)
+    settings = scorer.settings
     _log.info("Scorer of %s/%s on :%d", settings.namespace, settings.pipeline, port)
     # The libraries and the model live as long as the process: out of the collector's
     # sight (heap.py). The profiles are bytes, which it never tracks.
     gc.collect()
     heap.settle()
-    web.run_app(app, host=args.host, port=port, print=None, access_log=None)
-    return 0
+    await stop.wait()
+    await server.stop()
+    await queue.stop()
 
 
 if __name__ == "__main__":

@@ -6,11 +6,9 @@ import asyncio
 import time
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
 from tailor_pipeline.admission import Limits, QueueWait, verdict
-from tailor_pipeline.scorer import make_app
-from tests.unit.test_scorer_http import scorer
+from tests.unit.test_scorer_http import post, scorer
 
 LIMITS = Limits(degrade_after_ms=3.0, shed_after_ms=50.0)
 
@@ -40,24 +38,22 @@ class FixedWait(QueueWait):
         pass  # no probe: the wait stays what the test says
 
 
-async def call(wait_ms: float, headers: dict[str, str] | None = None):
+def call(wait_ms: float, headers: dict[str, str] | None = None):
     s, recorder = scorer()
-    async with TestClient(TestServer(make_app(s, FixedWait(wait_ms)))) as client:
-        response = await client.post(
-            "/v1/decide", json={"user_id": "u", "k": 2, "exclude": ["hot"]}, headers=headers
-        )
-        return response.status, dict(response.headers), await response.json(), recorder
+    payload = {"user_id": "u", "k": 2, "exclude": ["hot"]}
+    status, answer_headers, body = asyncio.run(post(s, payload, headers, FixedWait(wait_ms)))
+    return status, answer_headers, body, recorder
 
 
 def test_a_loaded_scorer_answers_from_trending_and_logs_it() -> None:
-    status, _, body, recorder = asyncio.run(call(10.0))
+    status, _, body, recorder = call(10.0)
     assert status == 200
     assert [(i["item_id"], i["reason"]) for i in body["items"]] == [("warm", "degraded")]
     assert len(recorder.records) == 1
 
 
 def test_an_overloaded_scorer_refuses_with_retry_after() -> None:
-    status, headers, body, recorder = asyncio.run(call(80.0))
+    status, headers, body, recorder = call(80.0)
     assert status == 503
     assert headers["Retry-After"] == "1"
     assert "overloaded" in body["error"]
@@ -65,9 +61,9 @@ def test_an_overloaded_scorer_refuses_with_retry_after() -> None:
 
 
 def test_a_client_deadline_shorter_than_the_wait_is_refused_at_once() -> None:
-    status, _, _, _ = asyncio.run(call(10.0, {"X-Tailor-Deadline-Ms": "5"}))
+    status, _, _, _ = call(10.0, {"X-Tailor-Deadline-Ms": "5"})
     assert status == 503
-    status, _, body, _ = asyncio.run(call(10.0, {"X-Tailor-Deadline-Ms": "soon"}))
+    status, _, body, _ = call(10.0, {"X-Tailor-Deadline-Ms": "soon"})
     assert (status, body["field"]) == (400, "X-Tailor-Deadline-Ms")
 
 

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import time
 from typing import Any
 
-from aiohttp.test_utils import TestClient, TestServer
+import httpx
 
 from tailor_operator.render.config import pipeline_settings
 from tailor_operator.resource import Pipeline
-from tailor_pipeline import decisions
-from tailor_pipeline.scorer import ProfileTable, Scorer, make_app
+from tailor_pipeline import decisions, http1
+from tailor_pipeline.admission import QueueWait
+from tailor_pipeline.scorer import LIMITS, ProfileTable, Scorer, make_handler
 
 
 class Recorder:
@@ -39,18 +39,36 @@ def scorer(**spec: Any) -> tuple[Scorer, Recorder]:
     return Scorer(settings, table, recorder), recorder  # type: ignore[arg-type]
 
 
-async def post(s: Scorer, payload: dict[str, Any] | bytes) -> tuple[int, dict[str, Any]]:
+async def post(
+    s: Scorer,
+    payload: dict[str, Any] | bytes,
+    headers: dict[str, str] | None = None,
+    wait: QueueWait | None = None,
+) -> tuple[int, httpx.Headers, dict[str, Any]]:
+    """One request to the scorer's real server on a loopback port: status, headers, body."""
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    async with TestClient(TestServer(make_app(s))) as client:
+    queue = wait or QueueWait()
+    async with (
+        http1.serving(make_handler(s, queue), LIMITS) as base,
+        httpx.AsyncClient(base_url=base) as client,
+    ):
         response = await client.post(
-            "/v1/decide", data=io.BytesIO(body), headers={"Content-Type": "application/json"}
+            "/v1/decide",
+            content=body,
+            headers={"Content-Type": "application/json", **(headers or {})},
         )
-        return response.status, await response.json()
+    await queue.stop()
+    return response.status_code, response.headers, response.json()
+
+
+def decide(s: Scorer, payload: dict[str, Any] | bytes) -> tuple[int, dict[str, Any]]:
+    status, _, body = asyncio.run(post(s, payload))
+    return status, body
 
 
 def test_an_answer_is_logged_with_its_latency_and_items() -> None:
     s, recorder = scorer()
-    status, body = asyncio.run(post(s, {"user_id": "new-user", "k": 2}))
+    status, body = decide(s, {"user_id": "new-user", "k": 2})
     assert status == 200
     assert [i["item_id"] for i in body["items"]] == ["hot", "warm"]
     ((user, raw),) = recorder.records
@@ -66,7 +84,7 @@ def test_an_answer_is_logged_with_its_latency_and_items() -> None:
 def test_a_failed_decision_is_a_500_and_logged_as_an_error() -> None:
     s, recorder = scorer()
     s.table.profiles["broken"] = b"\xff not a profile"
-    status, body = asyncio.run(post(s, {"user_id": "broken"}))
+    status, body = decide(s, {"user_id": "broken"})
     assert status == 500
     assert "decision failed" in body["error"]
     ((_, raw),) = recorder.records
@@ -75,12 +93,12 @@ def test_a_failed_decision_is_a_500_and_logged_as_an_error() -> None:
     assert logged.error is not None
     assert logged.items == ()
     # Still serving: the next user gets an answer.
-    assert asyncio.run(post(s, {"user_id": "other"}))[0] == 200
+    assert decide(s, {"user_id": "other"})[0] == 200
 
 
 def test_an_invalid_request_is_the_callers_fault_and_not_logged() -> None:
     s, recorder = scorer()
-    status, body = asyncio.run(post(s, {"user_id": "u", "k": "ten"}))
+    status, body = decide(s, {"user_id": "u", "k": "ten"})
     assert (status, body["field"]) == (400, "k")
     assert recorder.records == []
 
@@ -96,7 +114,7 @@ def test_a_user_back_after_three_weeks_is_answered() -> None:
     event = ClickEvent(user_id="back", item_id="old", type="click", ts=weeks_ago)
     update_profile(profile, event, s.settings.features)
     s.table.profiles["back"] = profile_codec.encode_profile(profile)
-    status, body = asyncio.run(post(s, {"user_id": "back", "k": 2}))
+    status, body = decide(s, {"user_id": "back", "k": 2})
     assert status == 200, body
     assert [i["item_id"] for i in body["items"]] == ["hot", "warm"]
     assert decisions.decode(recorder.records[0][1]).error is None  # type: ignore[union-attr]
@@ -106,10 +124,10 @@ def test_a_context_nesting_too_deep_is_a_400_not_a_crash() -> None:
     s, recorder = scorer()
     for depth in (40, 2000):
         nested = b'{"a":' * depth + b"1" + b"}" * depth
-        status, body = asyncio.run(post(s, b'{"user_id": "u", "context": ' + nested + b"}"))
+        status, body = decide(s, b'{"user_id": "u", "context": ' + nested + b"}")
         assert (status, body["field"]) == (400, "context"), depth
     assert recorder.records == []
-    status, _ = asyncio.run(post(s, {"user_id": "u", "context": {"page": {"slot": [1, {}]}}}))
+    status, _ = decide(s, {"user_id": "u", "context": {"page": {"slot": [1, {}]}}})
     assert status == 200
 
 
@@ -120,15 +138,15 @@ def test_the_largest_valid_request_fits_the_body_limit() -> None:
     candidates = [f"{n:0{MAX_ITEM_ID}d}" for n in range(MAX_CANDIDATES)]
     exclude = [f"x{n:0{MAX_ITEM_ID - 1}d}" for n in range(MAX_EXCLUDE)]
     payload = {"user_id": "u" * 256, "k": 100, "candidates": candidates, "exclude": exclude}
-    status, body = asyncio.run(post(s, payload))
+    status, body = decide(s, payload)
     assert status == 200, body
     too_many = {"user_id": "u", "candidates": [*candidates, "one-more"]}
-    status, body = asyncio.run(post(s, too_many))
+    status, body = decide(s, too_many)
     assert (status, body["field"]) == (400, "candidates")
 
 
 def test_a_cold_user_gets_trending_items_when_popular_has_no_model_to_come_from() -> None:
     s, _ = scorer(decision={"fallback": "popular"})
-    status, body = asyncio.run(post(s, {"user_id": "first-visit", "k": 2}))
+    status, body = decide(s, {"user_id": "first-visit", "k": 2})
     assert status == 200
     assert [i["item_id"] for i in body["items"]] == ["hot", "warm"]
