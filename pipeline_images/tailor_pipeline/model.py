@@ -222,6 +222,7 @@ def load(path: Path, sha256: str | None) -> Model:
     hashes = np.fromiter((item_hash(i) for i in ids), dtype=np.uint32, count=len(ids))
     hash_rows = np.argsort(hashes, kind="stable")
     neighbours = arrays["neighbours"]
+    _check_ranges(path, arrays, len(ids), len(header["categories"]))
     padded = neighbours < 0
     # argmax finds the first -1; a row without one is full.
     row_length = np.where(padded.any(axis=1), padded.argmax(axis=1), neighbours.shape[1])
@@ -246,3 +247,24 @@ def load(path: Path, sha256: str | None) -> Model:
         row_length=row_length,
         category_codes=codes,
     )
+
+
+def _check_ranges(
+    path: Path, arrays: dict[str, npt.NDArray[Any]], items: int, categories: int
+) -> None:
+    """Every row and code the ranking will index by is in range. The digest proves the file
+    is the one the pipeline names, not that its writer was right; ranking reads these
+    arrays in compiled code (voting.py) that does not check bounds, so a bad index must be
+    refused here rather than read as some other memory."""
+    neighbours, weights, category = arrays["neighbours"], arrays["weights"], arrays["category"]
+    if neighbours.ndim != 2 or neighbours.shape[0] != items or weights.shape != neighbours.shape:
+        raise ModelError(
+            f"{path}: neighbours {neighbours.shape} and weights {weights.shape} must both be"
+            f" [{items}, K]"
+        )
+    if len(arrays["popularity"]) != items or len(category) != items:
+        raise ModelError(f"{path}: popularity and category must have one value per item")
+    if neighbours.size and (neighbours.min() < -1 or neighbours.max() >= items):
+        raise ModelError(f"{path}: a neighbour is outside the {items} items (or -1 padding)")
+    if category.size and (category.min() < -1 or category.max() >= categories):
+        raise ModelError(f"{path}: a category code is outside the {categories} categories")

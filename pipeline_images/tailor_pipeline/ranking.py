@@ -27,14 +27,16 @@ goes to a random trending or popular item not already shown (exploration).
 from __future__ import annotations
 
 import heapq
+import itertools
 import random
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
+from tailor_pipeline import voting
 from tailor_pipeline.features import Profile, decayed, item_hash
 from tailor_pipeline.model import Model
 
@@ -175,27 +177,29 @@ def rank(
 # refresh: the model indices of their items are looked up once per list (by identity, not
 # contents), for the few lists in use.
 _memo: dict[
-    tuple[int, int], tuple[object, object, npt.NDArray[np.int64], npt.NDArray[np.float64]]
+    tuple[int, int],
+    tuple[object, object, npt.NDArray[np.int64], npt.NDArray[np.float64], list[int]],
 ] = {}
 _MEMO_LISTS = 4
 
 
 def _as_arrays(
     listed: Sequence[tuple[str, float]], model: Model | None
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-    """The model index of each listed item (-1 where the model does not know it), and
-    the scores."""
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], list[int]]:
+    """The model index of each listed item (-1 where the model does not know it), the
+    scores, and the places of the items the model does not know."""
     key = (id(listed), id(model))
     memo = _memo.get(key)
     if memo is not None and memo[0] is listed and memo[1] is model:
-        return memo[2], memo[3]
+        return memo[2], memo[3], memo[4]
     index = model.index if model is not None else {}
     keys = np.array([index.get(item, -1) for item, _ in listed], dtype=np.int64)
     scores = np.array([score for _, score in listed], dtype=np.float64)
+    unknown = np.flatnonzero(keys < 0).tolist()
     if len(_memo) >= _MEMO_LISTS:
         _memo.clear()
-    _memo[key] = (listed, model, keys, scores)
-    return keys, scores
+    _memo[key] = (listed, model, keys, scores, unknown)
+    return keys, scores, unknown
 
 
 # Reason codes of votes from a list rather than a seed.
@@ -207,38 +211,41 @@ PRIOR_ITEMS = 100
 
 
 class _Votes:
-    """Every vote of one ranking, summed per item with NumPy, as if cast one at a time.
+    """Every vote of one ranking, summed per item as if cast one at a time (``voting``).
 
     The votes, in the order the straightforward ranking casts them: for each seed, the seed
     itself (revisit), then its neighbours in model order; then each listed item. An item's
     score is the sum of its votes in that order (so exactly the float one-by-one addition
-    gives); its reason is that of its largest vote, the first cast among equal ones. Items
-    the model knows are counted by model index, the few it does not (a seed or trending
-    item newer than the model) by name, as ``-1 - position`` in ``_names``.
-
-    The votes are laid out in casting order from the start, so nothing is sorted by it; a
-    vote's reason follows from its place (the seed block is one row per seed: the revisit,
-    then the neighbours), and is worked out for the winners only.
+    gives); its reason is that of its largest vote, the first cast among equal ones, and
+    follows from the vote's place: the seed block is one row per seed (the revisit, then
+    the neighbours), each listed batch starts where the one before it ended. Items the
+    model knows are counted by model row, the few it does not (a seed or trending item
+    newer than the model) as ``items + position`` in ``_names``.
     """
 
     def __init__(self, model: Model | None, seen: set[int]) -> None:
         self._model = model
-        self._seen = np.fromiter(seen, dtype=np.uint32, count=len(seen))
-        self._keys: list[npt.NDArray[np.int64]] = []
-        self._amounts: list[npt.NDArray[np.float64]] = []
-        self._seeds: list[str] = []
-        # Votes per seed row (1 + the model's neighbours), and the listed batches: where
-        # each starts among the votes, and its reason code.
-        self._row = 1
-        self._listed: list[tuple[int, int]] = []
-        self._cast = 0
+        self._seen = seen
+        self._items = model.items if model is not None else 0
         self._names: dict[str, int] = {}
+        self._seeds: list[str] = []
+        self._rows = _NO_SLOTS
+        self._seed_slots = _NO_SLOTS
+        self._seed_weight = _NO_AMOUNTS
+        self._revisit = 0.0
+        self._listed_slots: list[npt.NDArray[np.int64]] = []
+        self._listed_amounts: list[npt.NDArray[np.float64]] = []
+        # Where each listed batch starts among the votes, and its reason code.
+        self._listed: list[tuple[int, int]] = []
+        # Votes per seed row (1 + the model's neighbours), and all votes so far.
+        self._row = 1
+        self._cast = 0
 
-    def _key(self, item: str) -> int:
+    def _slot(self, item: str) -> int:
         i = self._model.index.get(item) if self._model is not None else None
         if i is not None:
             return i
-        return -1 - self._names.setdefault(item, len(self._names))
+        return self._items + self._names.setdefault(item, len(self._names))
 
     def seeds(self, seeds: Sequence[tuple[str, float]], settings: RankingSettings) -> None:
         """Each seed votes for itself (revisit) and, through the model, its neighbours."""
@@ -246,53 +253,40 @@ class _Votes:
             return
         self._seeds = [seed for seed, _ in seeds]
         model = self._model
-        weight = np.array([w for _, w in seeds], dtype=np.float64)
-        if model is None or model.neighbours.shape[1] == 0:
-            keys = np.array([self._key(seed) for seed in self._seeds], dtype=np.int64)
-            self._add(keys, settings.revisit_weight * weight)
-            return
-        width = model.neighbours.shape[1]
-        self._row = width + 1
-        rows = np.array([model.index.get(seed, -1) for seed in self._seeds], dtype=np.int64)
-        keys = np.empty((len(seeds), width + 1), dtype=np.int64)
-        amounts = np.empty((len(seeds), width + 1), dtype=np.float64)
-        keys[:, 0] = rows
-        for place in np.flatnonzero(rows < 0):  # seeds newer than the model: by name
-            keys[place, 0] = self._key(self._seeds[int(place)])
-        amounts[:, 0] = settings.revisit_weight * weight
-        keys[:, 1:] = model.neighbours[rows]
-        np.multiply(weight[:, None], model.weights[rows], out=amounts[:, 1:])
-        # Past a row's first -1 (and in every row of an unknown seed) nothing votes: an
-        # amount of 0 is never counted.
-        length = np.where(rows >= 0, model.row_length[rows], 0)
-        amounts[:, 1:][np.arange(width)[None, :] >= length[:, None]] = 0.0
-        self._add(keys.ravel(), amounts.ravel())
+        index = model.index if model is not None else {}
+        rows = [index.get(seed, -1) for seed in self._seeds]
+        self._rows = np.array(rows, dtype=np.int64)
+        self._seed_slots = np.array(
+            [r if r >= 0 else self._slot(seed) for r, seed in zip(rows, self._seeds, strict=True)],
+            dtype=np.int64,
+        )
+        self._seed_weight = np.array([w for _, w in seeds], dtype=np.float64)
+        self._revisit = settings.revisit_weight
+        width = model.neighbours.shape[1] if model is not None else 0
+        self._row = width + 1 if width > 0 else 1
+        self._cast = len(seeds) * self._row
 
     def listed(
         self, listed: Sequence[tuple[str, float]], weight: float, best: float, reason: int
     ) -> None:
         """Each listed item votes ``weight`` times its score relative to ``best``, cast
         after every earlier vote."""
-        known, scores = _as_arrays(listed, self._model)
-        keys = known
-        unknown = np.flatnonzero(known < 0)
-        if len(unknown):
-            keys = known.copy()
+        known, scores, unknown = _as_arrays(listed, self._model)
+        slots = known
+        if unknown:
+            slots = known.copy()
             for place in unknown:
-                keys[place] = self._key(listed[int(place)][0])
+                slots[place] = self._slot(listed[place][0])
         self._listed.append((self._cast, reason))
-        self._add(keys, weight * scores / best)
+        self._listed_slots.append(slots)
+        self._listed_amounts.append(weight * scores / best)
+        self._cast += len(slots)
 
-    def _add(self, keys: npt.NDArray[np.int64], amounts: npt.NDArray[np.float64]) -> None:
-        self._keys.append(keys)
-        self._amounts.append(amounts)
-        self._cast += len(keys)
-
-    def _name(self, key: int) -> str:
-        if key >= 0:
+    def _name(self, slot: int) -> str:
+        if slot < self._items:
             assert self._model is not None
-            return self._model.item_ids[key]
-        return next(n for n, p in self._names.items() if -1 - p == key)
+            return self._model.item_ids[slot]
+        return next(n for n, p in self._names.items() if p == slot - self._items)
 
     def _reason(self, vote: int) -> str:
         """The reason of the vote cast ``vote``-th."""
@@ -313,100 +307,68 @@ class _Votes:
         category_share: Mapping[str, float],
         category_boost: float,
     ) -> list[Scored]:
-        if not self._keys:
+        if not self._seeds and not self._listed:
             return []
-        keys, amounts = np.concatenate(self._keys), np.concatenate(self._amounts)
-        keep = amounts > 0
-        # Unusable items get no votes: banned ones, and those outside ``candidates``.
         model = self._model
+        # Unusable items get no votes: banned ones, seen ones, those outside ``candidates``.
+        blocked: list[int] = []
+        inside: list[int] | None = None
+        item_category, share = _NO_CATEGORY, _NO_AMOUNTS
         if model is not None:
-            out = [model.index[b] for b in banned if b in model.index]
-            out.extend(model.rows_of(self._seen))
-            if out:
-                keep &= ~_member(keys, out)
+            index = model.index
+            blocked = [index[b] for b in banned if b in index]
+            if self._seen:
+                blocked.extend(model.rows_of(np.fromiter(self._seen, np.uint32, len(self._seen))))
             if allowed is not None:
-                inside = [model.index[a] for a in allowed if a in model.index]
-                # Items the model does not know are judged by name below.
-                keep &= _member(keys, inside) | (keys < 0)
+                inside = [index[a] for a in allowed if a in index]
+            if category_share:
+                item_category = model.category
+                share = np.zeros(len(model.categories))
+                for category, part in category_share.items():
+                    for code in model.category_codes.get(category, ()):
+                        share[code] = part
         for name, place in self._names.items():
             if not usable(name):
-                keep &= keys != -1 - place
-        votes = np.flatnonzero(keep)
-        if len(votes) == 0:
-            return []
-        keys, amounts = keys[votes], amounts[votes]
-        # Group the votes by item, each item's votes in casting order: one plain sort of
-        # (key, place) packed in an int64, cheaper than a stable argsort.
-        offset = len(self._names) + 1
-        packed = np.sort((keys + offset) * len(keys) + np.arange(len(keys)))
-        by_item = packed % len(keys)
-        sorted_keys = packed // len(keys) - offset
-        first = np.empty(len(keys), dtype=bool)
-        first[0] = True
-        np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=first[1:])
-        starts = np.flatnonzero(first)
-        items = sorted_keys[starts]
-        group = np.empty(len(keys), dtype=np.intp)
-        group[by_item] = np.cumsum(first) - 1
-        # bincount adds in array order, which is casting order.
-        scores = np.bincount(group, weights=amounts, minlength=len(items))
-        if category_share and model is not None:
-            share = np.zeros(len(model.categories) + 1)
-            for category, part in category_share.items():
-                for code in model.category_codes.get(category, ()):
-                    share[code] = part
-            known = items >= 0
-            codes = model.category[np.where(known, items, 0)]
-            boosted = known & (codes >= 0)
-            factor = 1.0 + category_boost * share[np.where(boosted, codes, -1)]
-            scores = np.where(boosted, scores * factor, scores)
-        # heapq.nlargest by (score, item): every item tied with the k-th best score is a
-        # contender, ordered by name.
-        if len(scores) > k:
-            threshold = np.partition(scores, len(scores) - k)[len(scores) - k]
-            contenders = np.flatnonzero(scores >= threshold)
-        else:
-            contenders = np.arange(len(scores))
-        ranked = _top(k, contenders, scores, lambda c: self._name(int(items[c])))
-        # Each winner's largest vote, the first cast among equals: its votes sit together
-        # in casting order, and argmax takes the first of equal ones.
-        in_order = amounts[by_item]
-        ends = np.append(starts[1:], len(keys))
-        result = []
-        for name, score, c in ranked:
-            start = int(starts[c])
-            largest = start + int(in_order[start : int(ends[c])].argmax())
-            vote = int(votes[by_item[largest]])
-            result.append(Scored(name, score, self._reason(vote)))
-        return result
+                blocked.append(self._items + place)
+            elif inside is not None:
+                inside.append(self._items + place)
+        listed_slots = np.concatenate(self._listed_slots) if self._listed else _NO_SLOTS
+        slots, scores, votes = voting.tally(
+            rows=self._rows,
+            seed_slots=self._seed_slots,
+            seed_weight=self._seed_weight,
+            revisit_weight=self._revisit,
+            neighbours=model.neighbours if model is not None else None,
+            weights=model.weights if model is not None else None,
+            row_length=model.row_length if model is not None else None,
+            listed_slots=listed_slots,
+            listed_amounts=np.concatenate(self._listed_amounts) if self._listed else _NO_AMOUNTS,
+            blocked=np.array(blocked, dtype=np.int64),
+            allowed=np.array(inside, dtype=np.int64) if inside is not None else None,
+            item_category=item_category,
+            category_share=share,
+            category_boost=category_boost,
+            k=k,
+            slots=self._items + len(self._names),
+        )
+        places, cast = slots.tolist(), votes.tolist()
+        ranked = _top(k, scores.tolist(), lambda c: self._name(places[c]))
+        return [Scored(name, score, self._reason(cast[c])) for name, score, c in ranked]
 
 
-def _top(
-    k: int,
-    contenders: npt.NDArray[np.intp],
-    scores: npt.NDArray[Any],
-    name: Callable[[int], str],
-) -> list[tuple[str, float, int]]:
-    """heapq.nlargest(k) by (score, name) of the contenders, as (name, score, contender)."""
-    mine = scores[contenders]
-    order = np.argsort(-mine, kind="stable")
-    ranked = mine[order]
-    if len(ranked) > 1 and bool((ranked[1:] == ranked[:-1]).any()):
+_NO_SLOTS = np.zeros(0, dtype=np.int64)
+_NO_AMOUNTS = np.zeros(0, dtype=np.float64)
+_NO_CATEGORY = np.zeros(0, dtype=np.int32)
+
+
+def _top(k: int, scores: list[float], name: Callable[[int], str]) -> list[tuple[str, float, int]]:
+    """heapq.nlargest(k) by (score, name) of contenders sorted by score, best first, as
+    (name, score, contender)."""
+    if any(a == b for a, b in itertools.pairwise(scores)):
         # Equal scores are ordered by name: rare enough to do it the plain way.
         return heapq.nlargest(
             k,
-            ((name(c), float(scores[c]), c) for c in contenders.tolist()),
+            ((name(c), score, c) for c, score in enumerate(scores)),
             key=lambda t: (t[1], t[0]),
         )
-    return [(name(c), float(scores[c]), c) for c in contenders[order[:k]].tolist()]
-
-
-def _member(keys: npt.NDArray[np.int64], values: list[int]) -> npt.NDArray[np.bool_]:
-    """Which keys are among ``values`` (a few): a binary search, where a mask over every
-    model row or np.isin would cost more than the ranking."""
-    if not values:
-        return np.zeros(len(keys), dtype=bool)
-    pool = np.unique(np.array(values, dtype=np.int64))
-    place = np.minimum(np.searchsorted(pool, keys), len(pool) - 1)
-    found: npt.NDArray[np.bool_] = pool[place] == keys
-    return found
+    return [(name(c), score, c) for c, score in enumerate(scores[:k])]

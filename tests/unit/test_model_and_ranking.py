@@ -6,6 +6,7 @@ import math
 
 import hypothesis
 import msgspec
+import numpy as np
 import pytest
 from hypothesis import strategies as st
 
@@ -86,6 +87,30 @@ def test_a_bad_artifact_is_refused_with_the_reason(trained, tmp_path):
     future.write_bytes(bytes(raw))
     with pytest.raises(model.ModelError, match="format version 9"):
         model.load(future, None)
+
+
+def test_a_model_indexing_outside_its_items_is_refused(tmp_path):
+    """Ranking reads the model in compiled code without bounds checks: the load checks."""
+    good = {
+        "name": "m",
+        "version": "v",
+        "item_ids": ["a", "b"],
+        "popularity": np.ones(2, dtype=np.float32),
+        "category": np.zeros(2, dtype=np.int32),
+        "categories": ["c"],
+        "neighbours": np.array([[1, -1], [0, -1]], dtype=np.int32),
+        "weights": np.array([[0.5, 0.0], [0.5, 0.0]], dtype=np.float32),
+    }
+    model.load(tmp_path / "good.tailor", model.write(tmp_path / "good.tailor", **good))
+    for change, reason in (
+        ({"neighbours": np.array([[1, 2], [0, -1]], dtype=np.int32)}, "a neighbour"),
+        ({"neighbours": np.array([[1, -2], [0, -1]], dtype=np.int32)}, "a neighbour"),
+        ({"category": np.array([0, 1], dtype=np.int32)}, "a category code"),
+        ({"weights": np.ones((2, 3), dtype=np.float32)}, "weights"),
+    ):
+        bad = tmp_path / "bad.tailor"
+        with pytest.raises(model.ModelError, match=reason):
+            model.load(bad, model.write(bad, **{**good, **change}))
 
 
 def test_ranking_follows_the_live_profile(trained):
