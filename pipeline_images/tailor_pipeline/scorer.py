@@ -13,11 +13,12 @@ the request never waits on Kafka, and a full queue drops log lines (counted), no
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
+import os
 import random
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -82,6 +83,16 @@ class DecideRequest(msgspec.Struct, forbid_unknown_fields=True):
     context: dict[str, Any] | None = None
     exclude: Annotated[list[ItemId], msgspec.Meta(max_length=MAX_EXCLUDE)] | None = None
     candidates: Annotated[list[ItemId], msgspec.Meta(max_length=MAX_CANDIDATES)] | None = None
+
+
+# Request ids: this process's random 64 bits, then a counter. Unique across replicas and
+# restarts like a uuid4, without a getrandom() system call per request.
+_ID_PREFIX = os.urandom(8).hex()
+_ID_COUNTER = itertools.count()
+
+
+def _request_id() -> str:
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
 
 
 def _nests_deeper(value: Any, limit: int) -> bool:
@@ -347,6 +358,16 @@ class Scorer:
     clock: Callable[[], float] = time.time
     rng: random.Random = field(default_factory=random.Random)
 
+    def __post_init__(self) -> None:
+        scorer = self.settings.scorer_settings()
+        self._default_k = scorer.default_k
+        self._ranking = RankingSettings(
+            half_life_s=self.settings.features.half_life_s,
+            epsilon=scorer.epsilon,
+            exclude_seen=scorer.exclude_seen,
+            fallback=scorer.fallback,
+        )
+
     def load_model(self, cache_dir: Path) -> None:
         ref = self.settings.scorer_settings().model
         if ref is None:
@@ -389,20 +410,13 @@ class Scorer:
         started = time.perf_counter() if started is None else started
         now_ms = self.clock() * 1000.0
         profile = self.table.profile(request.user_id)
-        scorer = self.settings.scorer_settings()
-        ranking = RankingSettings(
-            half_life_s=self.settings.features.half_life_s,
-            epsilon=scorer.epsilon,
-            exclude_seen=scorer.exclude_seen,
-            fallback=scorer.fallback,
-        )
         ranked = rank(
             profile,
             self.model,
             self.table.trending,
             now_ms,
-            request.k or scorer.default_k,
-            ranking,
+            request.k or self._default_k,
+            self._ranking,
             exclude=request.exclude or (),
             candidates=request.candidates,
             rng=self.rng,
@@ -440,7 +454,7 @@ class Scorer:
     ) -> dict[str, Any]:
         """The answer to one request, and its line in the decision log (item, score and
         reason of each item shown)."""
-        request_id = uuid.uuid4().hex
+        request_id = _request_id()
         elapsed = time.perf_counter() - started
         DECISION_SECONDS.observe(elapsed)
         self._log(
@@ -467,7 +481,7 @@ class Scorer:
     def failed(self, request: DecideRequest, error: BaseException, started: float) -> str:
         """Log a request the scorer could not answer; returns its request id. The canary
         analysis counts these per model version (its error rate)."""
-        request_id = uuid.uuid4().hex
+        request_id = _request_id()
         self._log(
             contract.Decision(
                 request_id=request_id,
