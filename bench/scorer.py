@@ -7,10 +7,11 @@ Writes a model of 100,000 items with 50 neighbours each, and a million user prof
 them (``bench/scale_data.py``); starts a scorer and times it to Ready (it catches up on
 every profile) and its memory. The scorer runs pinned to core 1 (``taskset``); the load
 generator, vegeta (built by the bootstrap from the Go module proxy), runs pinned to core 0
-with the Kafka broker. vegeta offers each rate open-loop: a
-request leaves on schedule whether or not earlier ones were answered, so a slow server
-shows as latency and errors, never as a politely slower client. Bodies cycle through
-users drawn from all of them, 90% with a profile and 10% cold.
+with the Kafka broker. vegeta offers each rate open-loop: a request leaves on schedule
+whether or not earlier ones were answered, so a slow server shows as latency and errors,
+never as a politely slower client (over at most 256 connections, ``MAX_CONNECTIONS``; a
+request waiting for one counts the wait). Bodies cycle through users drawn from all of
+them, 90% with a profile and 10% cold.
 
 Per rate: achieved rate, p50/p99/p99.9, errors (neither 200 nor 503, or a timeout: 2 s),
 ``cpu_us_per_request`` (the server core's busy time per request, free of queueing noise
@@ -67,6 +68,12 @@ from tests.pipeline_env import create_pipeline, produce_all  # noqa: E402
 SCORER_CORE, LOAD_CORE = "1", "0"
 P99_BUDGET_MS = 5.0
 TIMEOUT = "2s"
+# vegeta's connections to the server. Uncapped, one stall at a high rate makes it open a
+# connection per waiting request, thousands within a second, and then spend its whole core
+# on them: the generator collapses (sending a fraction of the rate, every request timing
+# out) while the server it measures sits idle. A request waiting for one of these still
+# counts that wait in its latency, so the load stays open-loop.
+MAX_CONNECTIONS = 256
 
 
 def decide_body(user: str) -> bytes:
@@ -114,6 +121,7 @@ def attack(
             f"-targets={target_file}",
             "-format=json",
             f"-timeout={TIMEOUT}",
+            f"-max-connections={MAX_CONNECTIONS}",
             f"-output={results}",
         ],
         check=True,
