@@ -469,15 +469,17 @@ class OverloadSpec(ApiModel):
         3.0,
         gt=0,
         le=10000,
-        description="A request that would wait this long is answered from trending items"
-        " (reason: degraded) instead of ranked: cheap, so the queue stops growing.",
+        description="A request that waited this long for the scorer is answered from trending"
+        " or popular items (reason: degraded) instead of ranked: cheap, so the queue stops"
+        " growing. While requests keep waiting this long, a growing share of all of them is.",
     )
     shed_after_ms: float = Field(
         50.0,
         gt=0,
         le=60000,
-        description="A request that would wait this long is refused: 503 with Retry-After."
-        " A client may ask for less with the X-Tailor-Deadline-Ms header.",
+        description="A request that waited this long is refused: 503 with Retry-After (so is"
+        " a growing share once degrading every request is not enough). A client may ask for"
+        " less with the X-Tailor-Deadline-Ms header.",
     )
 
 

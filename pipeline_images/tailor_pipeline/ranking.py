@@ -68,7 +68,7 @@ class Scored(NamedTuple):
     reason: str
 
 
-def _popular(model: Model | None, n: int) -> list[tuple[str, float]]:
+def model_popular(model: Model | None, n: int) -> list[tuple[str, float]]:
     """The model's ``n`` most popular items, best first. The same list object for the same
     model and ``n`` (do not change it): _as_arrays then finds its model indices memoised,
     where building both anew costs a cold user's request 10-20 us."""
@@ -147,7 +147,7 @@ def rank(
     prior, reason = (
         (trending, TRENDING)
         if settings.fallback == "trending"
-        else (popular or _popular(model, PRIOR_ITEMS), POPULAR)
+        else (popular or model_popular(model, PRIOR_ITEMS), POPULAR)
     )
     if prior and personal < 1.0:
         votes.listed(prior, 1.0 - personal, prior[0][1] or 1.0, reason)
@@ -157,7 +157,7 @@ def rank(
     result = votes.best(k, usable, banned, allowed, category_share, settings.category_boost)
     if len(result) < k:
         shown = {s.item for s in result}
-        for item, _ in _popular(model, k * 4 + len(banned)):
+        for item, _ in model_popular(model, k * 4 + len(banned)):
             if len(result) >= k:
                 break
             if item not in shown and usable(item):
@@ -166,7 +166,7 @@ def rank(
     if settings.epsilon > 0 and result and rng is not None and rng.random() < settings.epsilon:
         shown = {s.item for s in result}
         pool = [i for i, _ in trending if i not in shown and usable(i)] or [
-            i for i, _ in _popular(model, 100) if i not in shown and usable(i)
+            i for i, _ in model_popular(model, 100) if i not in shown and usable(i)
         ]
         if pool:
             result[-1] = Scored(rng.choice(pool), 0.0, "exploration")

@@ -37,14 +37,14 @@ from tailor_pipeline.admission import (
     DEADLINE_HEADER_KEY,
     DEGRADED,
     SHED,
+    Admission,
     Limits,
-    QueueWait,
-    verdict,
+    LoopSelector,
 )
 from tailor_pipeline.consuming import next_batch
 from tailor_pipeline.features import Profile, Trending, decayed, top
 from tailor_pipeline.model import Model, ModelError
-from tailor_pipeline.ranking import RankingSettings, rank
+from tailor_pipeline.ranking import PRIOR_ITEMS, RankingSettings, model_popular, rank
 from tailor_pipeline.settings import MAX_K, ModelRef, PipelineSettings
 
 _log = logging.getLogger("tailor.scorer")
@@ -429,20 +429,33 @@ class Scorer:
         return self._answer(request, shown, now_ms, started, profile_age_ms)
 
     def degraded(self, request: DecideRequest, started: float) -> dict[str, Any]:
-        """The cheap answer under overload: the top trending items the request allows,
-        marked ``reason: degraded``; logged like any decision."""
+        """The cheap answer under overload, marked ``reason: degraded`` and logged like any
+        decision: the top trending items the request allows, then (when there are too few,
+        as in a pipeline's first minutes) this week's popular items, or the model's. Scores
+        are each list's own, relative to its best, and the popular ones rank below every
+        trending one shown."""
         banned = set(request.exclude or ())
         allowed = set(request.candidates) if request.candidates is not None else None
-        k = request.k or self.settings.scorer_settings().default_k
-        items = []
-        for item, score in self.table.trending:
-            if item not in banned and (allowed is None or item in allowed):
-                items.append((item, round(score, 6)))
-                if len(items) >= k:
+        k = request.k or self._default_k
+        popular = self.table.popular or model_popular(self.model, PRIOR_ITEMS)
+        shown: dict[str, float] = {}
+        ceiling = 1.0
+        for listed in (self.table.trending, popular):
+            best = listed[0][1] if listed and listed[0][1] > 0 else 1.0
+            for item, score in listed:
+                if len(shown) >= k:
                     break
+                if (
+                    item not in banned
+                    and item not in shown
+                    and (allowed is None or item in allowed)
+                ):
+                    shown[item] = round(ceiling * score / best, 6)
+            if shown:
+                ceiling = min(shown.values())
         DEGRADED.inc()
-        shown = [(item, score, "degraded") for item, score in items]
-        return self._answer(request, shown, self.clock() * 1000.0, started, None)
+        answer = [(item, score, "degraded") for item, score in shown.items()]
+        return self._answer(request, answer, self.clock() * 1000.0, started, None)
 
     def _answer(
         self,
@@ -525,11 +538,16 @@ _PROFILE_PATH = ("/v1/users/", "/profile")
 _OK = REQUESTS.labels("200")
 
 
-def make_handler(scorer: Scorer, queue: QueueWait) -> http1.Handler:
-    """The scorer's routes. ``queue``: the wait admission decides by (a test may pass its
-    own)."""
+def admission_for(scorer: Scorer, selector: LoopSelector | None = None) -> Admission:
+    """Overload protection with the limits the pipeline sets; ``selector``: the serving
+    loop's, so that each request's own wait counts too."""
     settings = scorer.settings.scorer_settings()
-    limits = Limits(settings.degrade_after_ms, settings.shed_after_ms)
+    return Admission(Limits(settings.degrade_after_ms, settings.shed_after_ms), selector)
+
+
+def make_handler(scorer: Scorer, admission: Admission) -> http1.Handler:
+    """The scorer's routes. ``admission``: what decides, by the load, how each decision is
+    answered (a test may pass its own)."""
 
     def decide(request: http1.Request) -> http1.Response:
         started = time.perf_counter()
@@ -553,11 +571,12 @@ def make_handler(scorer: Scorer, queue: QueueWait) -> http1.Handler:
                 deadline_ms = float(deadline)
             except ValueError:
                 return _error(400, "not a number of milliseconds", DEADLINE_HEADER)
-        queue.note_request()
-        admit = verdict(queue.ms, queue.sustained_ms, limits, deadline_ms)
+        admit = admission.verdict(started, deadline_ms)
         if admit == "shed":
             SHED.inc()
-            refused = _error(503, f"overloaded: requests wait {queue.ms:.0f} ms for this scorer")
+            refused = _error(
+                503, f"overloaded: requests wait {admission.ms:.0f} ms for this scorer"
+            )
             refused.headers = (("Retry-After", "1"),)
             return refused
         try:

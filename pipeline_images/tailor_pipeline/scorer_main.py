@@ -8,11 +8,19 @@ import logging
 import os
 import signal
 import sys
+from functools import partial
 from pathlib import Path
 
 from tailor_pipeline import heap, http1, program
-from tailor_pipeline.admission import QueueWait
-from tailor_pipeline.scorer import LIMITS, DecisionLog, ProfileTable, Scorer, make_handler
+from tailor_pipeline.admission import Admission, LoopSelector, loop_factory
+from tailor_pipeline.scorer import (
+    LIMITS,
+    DecisionLog,
+    ProfileTable,
+    Scorer,
+    admission_for,
+    make_handler,
+)
 
 _log = logging.getLogger("tailor.scorer")
 
@@ -45,8 +53,11 @@ def main(argv: list[str] | None = None) -> int:
         decisions.stop()
         return program.give_up(_log, 3, f"model refused: {scorer.model_error}")
     port = args.http_port if args.http_port is not None else settings.scorer_settings().http_port
+    # The loop's selector stamps each round, so admission knows how long a request waited.
+    selector = LoopSelector()
     try:
-        asyncio.run(_serve(scorer, args.host, port))
+        with asyncio.Runner(loop_factory=partial(loop_factory, selector)) as runner:
+            runner.run(_serve(scorer, admission_for(scorer, selector), args.host, port))
     finally:
         _log.info("Stopping: flushing the decision log")
         table.stop()
@@ -54,14 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-async def _serve(scorer: Scorer, host: str, port: int) -> None:
+async def _serve(scorer: Scorer, admission: Admission, host: str, port: int) -> None:
     """Serve until SIGTERM or SIGINT, then stop gracefully (http1.Server.stop)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    queue = QueueWait()
-    server = http1.Server(make_handler(scorer, queue), LIMITS)
+    server = http1.Server(make_handler(scorer, admission), LIMITS)
     await server.start(host, port)
     settings = scorer.settings
     _log.info("Scorer of %s/%s on :%d", settings.namespace, settings.pipeline, port)
@@ -71,7 +81,7 @@ async def _serve(scorer: Scorer, host: str, port: int) -> None:
     heap.settle()
     await stop.wait()
     await server.stop()
-    await queue.stop()
+    await admission.stop()
 
 
 if __name__ == "__main__":

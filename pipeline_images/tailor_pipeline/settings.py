@@ -106,10 +106,10 @@ class ScorerSettings(_Settings):
     # Never recommend what the user has seen (features.seen_event_types: by default what
     # they bought; consumables may want False).
     exclude_seen: bool = True
-    # Overload protection (tailor_pipeline.admission): a request that would wait this long
-    # for the scorer is answered from trending items instead of ranked ...
+    # Overload protection (tailor_pipeline.admission): while requests wait this long for
+    # the scorer, a growing share of them is answered from trending or popular items ...
     degrade_after_ms: float = Field(default=3.0, gt=0)
-    # ... and one that would wait this long is refused with 503 and Retry-After.
+    # ... and while they wait this long, every one is refused with 503 and Retry-After.
     shed_after_ms: float = Field(default=50.0, gt=0)
 
 

@@ -9,7 +9,7 @@ from collections.abc import Collection, Mapping, Sequence
 
 from tailor_pipeline.features import Profile, decayed, item_hash, top
 from tailor_pipeline.model import Model
-from tailor_pipeline.ranking import PRIOR_ITEMS, RankingSettings, Scored, _popular
+from tailor_pipeline.ranking import PRIOR_ITEMS, RankingSettings, Scored, model_popular
 
 
 def reference_rank(
@@ -89,7 +89,7 @@ def reference_rank(
     if settings.fallback == "trending":
         prior, reason = list(trending), "trending now"
     else:
-        prior, reason = list(popular) or _popular(model, PRIOR_ITEMS), "popular"
+        prior, reason = list(popular) or model_popular(model, PRIOR_ITEMS), "popular"
     if prior and personal < 1.0:
         best_prior = prior[0][1] or 1.0
         for item, score in prior:
@@ -109,7 +109,7 @@ def reference_rank(
     result = [Scored(item, score, reasons[item][1]) for item, score in ranked]
     if len(result) < k:
         shown = {s.item for s in result}
-        for item, _ in _popular(model, k * 4 + len(banned)):
+        for item, _ in model_popular(model, k * 4 + len(banned)):
             if len(result) >= k:
                 break
             if item not in shown and usable(item):
@@ -118,7 +118,7 @@ def reference_rank(
     if settings.epsilon > 0 and result and rng is not None and rng.random() < settings.epsilon:
         shown = {s.item for s in result}
         pool = [i for i, _ in trending if i not in shown and usable(i)] or [
-            i for i, _ in _popular(model, 100) if i not in shown and usable(i)
+            i for i, _ in model_popular(model, 100) if i not in shown and usable(i)
         ]
         if pool:
             result[-1] = Scored(rng.choice(pool), 0.0, "exploration")

@@ -12,8 +12,8 @@ import httpx
 from tailor_operator.render.config import pipeline_settings
 from tailor_operator.resource import Pipeline
 from tailor_pipeline import decisions, http1
-from tailor_pipeline.admission import QueueWait
-from tailor_pipeline.scorer import LIMITS, ProfileTable, Scorer, make_handler
+from tailor_pipeline.admission import Admission
+from tailor_pipeline.scorer import LIMITS, ProfileTable, Scorer, admission_for, make_handler
 
 
 class Recorder:
@@ -43,13 +43,13 @@ async def post(
     s: Scorer,
     payload: dict[str, Any] | bytes,
     headers: dict[str, str] | None = None,
-    wait: QueueWait | None = None,
+    admission: Admission | None = None,
 ) -> tuple[int, httpx.Headers, dict[str, Any]]:
     """One request to the scorer's real server on a loopback port: status, headers, body."""
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    queue = wait or QueueWait()
+    admission = admission or admission_for(s)
     async with (
-        http1.serving(make_handler(s, queue), LIMITS) as base,
+        http1.serving(make_handler(s, admission), LIMITS) as base,
         httpx.AsyncClient(base_url=base) as client,
     ):
         response = await client.post(
@@ -57,7 +57,7 @@ async def post(
             content=body,
             headers={"Content-Type": "application/json", **(headers or {})},
         )
-    await queue.stop()
+    await admission.stop()
     return response.status_code, response.headers, response.json()
 
 
