@@ -8,8 +8,8 @@ Two measurements, both of the time requests spend waiting, neither a guess:
   returns (``LoopSelector`` stamps that moment); a request handled 8 ms later has waited at
   least 8 ms, behind the requests handled first in the same round. A burst (hundreds of
   requests ready at once: a client's pool flushing, the scorer descheduled for a moment)
-  shows here at once, so a request that already waited ``degrade_after_ms`` is answered
-  cheaply and the round ends sooner for the rest.
+  shows here at once, so a request of a round of several that already waited
+  ``degrade_after_ms`` is answered cheaply and the round ends sooner for the rest.
 - **The sustained wait.** A timer that should fire every ``PROBE_SECONDS`` fires late by
   the time the callbacks queued ahead of it took: the median of the last three probes is the
   wait a request arriving now should expect. One stall is over by the time it is seen and
@@ -103,14 +103,16 @@ def adjusted(shares: Shares, sustained_ms: float, limits: Limits) -> Shares:
 
 
 class LoopSelector(selectors.DefaultSelector):
-    """The event loop's selector, stamping when it last returned: every callback of that
-    round handles data that was there by then."""
+    """The event loop's selector, stamping when it last returned (every callback of that
+    round handles data that was there by then) and how many connections had data."""
 
     woke = 0.0
+    ready = 0
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         ready = super().select(timeout)
         self.woke = time.perf_counter()
+        self.ready = len(ready)
         return ready
 
 
@@ -149,14 +151,17 @@ class Admission:
         client's deadline is held against the longer of its own wait and the latest probe's:
         a request that waited that long is of no use to it."""
         self._note_request()
-        limits = self.limits
-        waited_ms = (now - self._selector.woke) * 1000.0 if self._selector is not None else 0.0
+        limits, selector = self.limits, self._selector
+        waited_ms = (now - selector.woke) * 1000.0 if selector is not None else 0.0
         if deadline_ms is not None and max(waited_ms, self.ms) >= deadline_ms:
             return "shed"
         if waited_ms >= limits.shed_after_ms:
             return "shed"
         verdict = self._shared()
-        if verdict == "rank" and waited_ms >= limits.degrade_after_ms:
+        # Degrading a request that waited helps the ones behind it; one alone in its round
+        # (it waited because the process was descheduled) has no one behind it.
+        burst = selector is not None and selector.ready > 1
+        if verdict == "rank" and burst and waited_ms >= limits.degrade_after_ms:
             return "degrade"
         return verdict
 

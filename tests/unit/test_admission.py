@@ -9,7 +9,15 @@ import time
 
 import pytest
 
-from tailor_pipeline.admission import STEP_DOWN, STEP_UP, Admission, Limits, Shares, adjusted
+from tailor_pipeline.admission import (
+    STEP_DOWN,
+    STEP_UP,
+    Admission,
+    Limits,
+    LoopSelector,
+    Shares,
+    adjusted,
+)
 from tests.unit.test_scorer_http import post, scorer
 
 LIMITS = Limits(degrade_after_ms=3.0, shed_after_ms=50.0)
@@ -57,6 +65,32 @@ def test_the_shares_are_spread_over_the_requests() -> None:
     assert "degrade" not in {a for a, b in itertools.pairwise(verdicts) if a == b}
     shedding = asyncio.run(FixedLoad(0.0, Shares(1.0, 0.5)).verdicts(10))
     assert shedding == ["degrade", "shed"] * 5  # every request still answered is degraded
+
+
+@pytest.mark.parametrize(
+    ("waited_ms", "ready", "expected"),
+    [
+        (1.0, 40, "rank"),
+        (4.0, 40, "degrade"),  # a burst: it waited behind others, and others wait behind it
+        (4.0, 1, "rank"),  # alone in its round (the process was descheduled): rank it
+        (60.0, 1, "shed"),
+    ],
+)
+def test_a_request_that_waited_in_a_burst_is_answered_cheaply(
+    waited_ms: float, ready: int, expected: str
+) -> None:
+    async def verdict() -> str:
+        selector = LoopSelector()
+        now = time.perf_counter()
+        selector.woke, selector.ready = now - waited_ms / 1000.0, ready
+        admission = Admission(LIMITS, selector)
+        try:
+            return admission.verdict(now)
+        finally:
+            await admission.stop()
+            selector.close()
+
+    assert asyncio.run(verdict()) == expected
 
 
 class FixedLoad(Admission):
