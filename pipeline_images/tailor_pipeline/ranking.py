@@ -136,14 +136,13 @@ def rank(
         ]
         strongest = seeds[0][1] if seeds else 1.0
         votes.seeds([(seed, personal * a / strongest) for seed, a in seeds], settings)
-        total = sum(
-            decayed(s, t, now_ms, settings.half_life_s) for s, t in profile.categories.values()
-        )
+        weights = {
+            c: decayed(s, t, now_ms, settings.half_life_s)
+            for c, (s, t) in profile.categories.items()
+        }
+        total = sum(weights.values())
         if total > 0:
-            category_share = {
-                c: decayed(s, t, now_ms, settings.half_life_s) / total
-                for c, (s, t) in profile.categories.items()
-            }
+            category_share = {c: w / total for c, w in weights.items()}
     prior, reason = (
         (trending, TRENDING)
         if settings.fallback == "trending"
