@@ -432,8 +432,8 @@ class Scorer:
         """The cheap answer under overload, marked ``reason: degraded`` and logged like any
         decision: the top trending items the request allows, then (when there are too few,
         as in a pipeline's first minutes) this week's popular items, or the model's. Scores
-        are each list's own, relative to its best, and the popular ones rank below every
-        trending one shown."""
+        are each list's own, relative to its best; the popular ones come after the trending
+        ones shown, scaled to score no higher than the last of them."""
         banned = set(request.exclude or ())
         allowed = set(request.candidates) if request.candidates is not None else None
         k = request.k or self._default_k
