@@ -138,6 +138,8 @@ class Admission:
         self._selector = selector
         self.ms = 0.0
         self.sustained_ms = 0.0
+        # The longer of the last request's own wait and the latest probe's (for messages).
+        self.last_wait_ms = 0.0
         self.shares = Shares()
         # What each share owes (_shared).
         self._owed_degrade = self._owed_shed = 0.0
@@ -153,7 +155,8 @@ class Admission:
         self._note_request()
         limits, selector = self.limits, self._selector
         waited_ms = (now - selector.woke) * 1000.0 if selector is not None else 0.0
-        if deadline_ms is not None and max(waited_ms, self.ms) >= deadline_ms:
+        self.last_wait_ms = max(waited_ms, self.ms)
+        if deadline_ms is not None and self.last_wait_ms >= deadline_ms:
             return "shed"
         if waited_ms >= limits.shed_after_ms:
             return "shed"

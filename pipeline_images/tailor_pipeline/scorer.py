@@ -575,7 +575,7 @@ def make_handler(scorer: Scorer, admission: Admission) -> http1.Handler:
         if admit == "shed":
             SHED.inc()
             refused = _error(
-                503, f"overloaded: requests wait {admission.ms:.0f} ms for this scorer"
+                503, f"overloaded: requests wait {admission.last_wait_ms:.0f} ms for this scorer"
             )
             refused.headers = (("Retry-After", "1"),)
             return refused

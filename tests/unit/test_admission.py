@@ -141,7 +141,7 @@ def test_an_overloaded_scorer_refuses_with_retry_after() -> None:
     status, headers, body, recorder = call(FixedLoad(80.0, Shares(1.0, 1.0)))
     assert status == 503
     assert headers["Retry-After"] == "1"
-    assert "overloaded" in body["error"]
+    assert "overloaded: requests wait 80 ms" in body["error"]
     assert recorder.records == []
 
 
