@@ -139,7 +139,8 @@ def attack(
     first = min((r[0] for r in rows), default=0)
     last = max((r[0] for r in rows), default=0)
     latencies = [r[2] for r in rows]
-    # A 200 is either ranked or, under overload, a degraded answer from trending items.
+    # A 200 is either ranked or, under overload, a degraded answer (trending or popular
+    # items, each marked "degraded"); the rest of the excess is a 503.
     ranked: list[tuple[float, float]] = []
     excess: list[float] = []
     for started, code, ms, body in rows:
