@@ -117,12 +117,6 @@ for _group, _version, _plural in (
     kopf.on.event(_group, _version, _plural, labels=_MANAGED, id=f"watch-{_plural}")(_child_changed)
 
 
-@kopf.on.event("", "v1", "pods", labels=_MANAGED)
-async def pod_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    runtime: Runtime = memo.runtime
-    runtime.pod_seen(type, dict(body))
-
-
 def _deletes_topics(spec: kopf.Spec, **_: Any) -> bool:
     return bool(spec.get("topics", {}).get("deletionPolicy") == "Delete")
 

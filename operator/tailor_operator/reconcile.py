@@ -63,6 +63,8 @@ class Outcome:
     rollout_active: bool = False
     # The canary analysis' verdict this run, when one was judged.
     verdict: analysis.Verdict | None = None
+    # A Deployment is not available: its pods can tell starting from failing.
+    pods_wanted: bool = False
 
 
 @dataclass(frozen=True)
@@ -341,6 +343,11 @@ def deployment_availability(
     )
 
 
+def pods_wanted(deployments: Iterable[Mapping[str, Any]]) -> bool:
+    """Is a Deployment not available? Only then do its pods say anything the status needs."""
+    return any(deployment_availability(d).status != "True" for d in deployments)
+
+
 class ChildRefused(Exception):
     """The API server refused to apply one child."""
 
@@ -470,7 +477,7 @@ def _rollout_step(
     canary = stored.get(f"Deployment/{naming.scorer_canary(pipeline.name)}")
     canary_failing = None
     if canary is not None:
-        availability = deployment_availability(canary, pods.get(CANARY_PODS, ()), now)
+        availability = deployment_availability(canary, pods.get(naming.CANARY_COMPONENT, ()), now)
         canary_failing = availability.message if availability.failing else None
     scorer = deployment_availability(
         stored.get(f"Deployment/{naming.scorer(pipeline.name)}"), pods.get("scorer", ()), now
@@ -481,10 +488,6 @@ def _rollout_step(
     if previous.model and previous.model.canary and not (step.status and step.status.canary):
         deps.decision_logs.close((pipeline.namespace, pipeline.name))
     return step
-
-
-# The key of canary scorer pods in the pods-by-component mapping.
-CANARY_PODS = "scorer-canary"
 
 
 def reconcile(
@@ -541,7 +544,7 @@ def reconcile(
     if topics.status == "False" and not topics.unavailable:
         events.append(Event("Warning", topics.reason, topics.message))
     if sum(topics.operations.values()):
-        events.append(Event("Normal", "TopicsReconciled", _describe_operations(topics.operations)))
+        _add_topic_operations(events, topics.operations)
     stored_status = previous
     previous = previous.model_copy(update={"model": step.status})
     topics_condition = conditions.Condition(
@@ -551,13 +554,14 @@ def reconcile(
         message=topics.message,
         last_transition_time=now,
     )
+    deployments = {key: obj for key, obj in stored.items() if key.startswith("Deployment/")}
     status = compute_status(
         pipeline,
         previous,
         pipeline.generation,
         topics_condition,
         topics.topics or previous.topics,
-        {key: obj for key, obj in stored.items() if key.startswith("Deployment/")},
+        deployments,
         now,
         pods,
     )
@@ -593,6 +597,7 @@ def reconcile(
         rollout_changed=served_now != served,
         rollout_active=_rollout_active(status.model),
         verdict=step.verdict,
+        pods_wanted=pods_wanted(deployments.values()),
         kafka_unavailable=topics.unavailable,
         retry=topics.status == "False",
         topic_operations=topics.operations,
@@ -633,7 +638,11 @@ def observe(
         now,
         pods,
     )
-    return Outcome(status=_changed(previous, status), rollout_active=_rollout_active(status.model))
+    return Outcome(
+        status=_changed(previous, status),
+        rollout_active=_rollout_active(status.model),
+        pods_wanted=pods_wanted(deployments.values()),
+    )
 
 
 def compute_status(
@@ -753,9 +762,16 @@ def _rollout_active(model: api.ModelStatus | None) -> bool:
     return model is not None and bool(model.canary or model.rolling_out)
 
 
-def _describe_operations(operations: Mapping[str, int]) -> str:
+def _add_topic_operations(events: list[Event], operations: Mapping[str, int]) -> None:
+    """Topic changes in their own Event, or in this run's Created Event when there is one:
+    a new pipeline gets one Event, not two (each is a request to the API server)."""
     parts = [f"{count} {op.replace('_', ' ')}" for op, count in operations.items() if count]
-    return "Kafka topics reconciled: " + ", ".join(parts)
+    message = "Kafka topics reconciled: " + ", ".join(parts)
+    for i, event in enumerate(events):
+        if event.reason == "Created":
+            events[i] = Event(event.type, event.reason, f"{event.message}; {message}")
+            return
+    events.append(Event("Normal", "TopicsReconciled", message))
 
 
 def _previous_status(body: Mapping[str, Any]) -> api.PipelineStatus:

@@ -14,7 +14,6 @@ from tailor_operator import conditions, metrics, naming
 from tailor_operator.conditions import Reason
 from tailor_operator.ownership import change_marker
 from tailor_operator.reconcile import (
-    CANARY_PODS,
     Dependencies,
     Outcome,
     observe,
@@ -31,6 +30,13 @@ RETRY_SECONDS = 10.0
 # While a canary or a rolling update is under way, look at it this often (analysis verdicts,
 # deadlines): Kafka has no watch to wake us.
 ROLLOUT_CHECK_SECONDS = float(os.environ.get("TAILOR_ROLLOUT_CHECK_SECONDS", "5"))
+# While a Deployment is not available, its pipeline's pods are listed this often, to tell
+# starting from failing (a crash loop, an unschedulable pod); the wait doubles, up to
+# POD_CHECK_MAX_SECONDS, while the Deployments stay as they are. Listing a few pipelines'
+# pods now and then costs far less than watching every pod of every pipeline (each pod
+# event is work for the operator, and the watch holds memory).
+POD_CHECK_SECONDS = float(os.environ.get("TAILOR_POD_CHECK_SECONDS", "5"))
+POD_CHECK_MAX_SECONDS = 60.0
 
 
 def _repairs(before: dict[str, str] | None, outcome: Outcome, same_spec: bool) -> dict[str, str]:
@@ -97,8 +103,11 @@ class Runtime:
     # What the watch last showed of each pipeline's Deployments, and what we last applied.
     _deployments: dict[Key, dict[str, dict[str, Any]]] = field(default_factory=dict)
     _applied: dict[Key, dict[str, str]] = field(default_factory=dict)
-    # Pipeline -> component -> pod name -> slim pod, as the watch shows them.
-    _pods: dict[Key, dict[str, dict[str, dict[str, Any]]]] = field(default_factory=dict)
+    # Pipeline -> component -> slim pods, as last listed while a Deployment was unavailable.
+    _pods: dict[Key, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
+    # Pipelines with a pod listing scheduled, and the wait before the next one.
+    _pod_checks: dict[Key, asyncio.TimerHandle] = field(default_factory=dict)
+    _pod_check_wait: dict[Key, float] = field(default_factory=dict)
     # The pipeline generation each _applied entry was computed for.
     _applied_for: dict[Key, int | None] = field(default_factory=dict)
     # Child -> marker as the watch last showed it; None once deleted.
@@ -187,29 +196,61 @@ class Runtime:
         seen[name] = change_marker(child)
         if child.get("kind") == "Deployment":
             self._deployments.setdefault(key, {})[name] = _slim(child)
+            self._pods_moved(key)
             self.trigger(*key, full=False)
         elif self._drift(key):
             self.trigger(*key, full=True)
 
-    def pod_seen(self, event_type: str | None, pod: dict[str, Any]) -> None:
-        """A pod of a pipeline changed: refresh the status (a crash loop shows there)."""
-        meta = pod["metadata"]
-        labels = meta.get("labels") or {}
-        pipeline, component = labels.get(naming.PIPELINE_LABEL), labels.get(naming.COMPONENT_LABEL)
-        if not pipeline or not component:
-            return
-        key = (meta["namespace"], pipeline)
-        if labels.get(naming.TRACK_LABEL) == "canary":
-            component = CANARY_PODS
-        pods = self._pods.setdefault(key, {}).setdefault(component, {})
-        if event_type == "DELETED" or meta.get("deletionTimestamp"):
-            pods.pop(meta["name"], None)
-        else:
-            pods[meta["name"]] = slim_pod(pod)
-        self.trigger(*key, full=False)
-
     def _pods_of(self, key: Key) -> dict[str, list[dict[str, Any]]]:
-        return {c: list(p.values()) for c, p in self._pods.get(key, {}).items()}
+        return self._pods.get(key, {})
+
+    def _follow_pods(self, key: Key, wanted: bool) -> None:
+        """After a run: while a Deployment is unavailable, list the pipeline's pods later
+        (then refresh); once all are available, forget them."""
+        if not wanted:
+            self._pods.pop(key, None)
+            self._pod_check_wait.pop(key, None)
+            handle = self._pod_checks.pop(key, None)
+            if handle is not None:
+                handle.cancel()
+            return
+        if key in self._pod_checks:
+            return
+        wait = self._pod_check_wait.get(key, POD_CHECK_SECONDS)
+        self._pod_check_wait[key] = min(2 * wait, POD_CHECK_MAX_SECONDS)
+
+        def due() -> None:
+            del self._pod_checks[key]
+            task = asyncio.create_task(self._list_pods(key))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+        self._pod_checks[key] = asyncio.get_running_loop().call_later(wait, due)
+
+    def _pods_moved(self, key: Key) -> None:
+        """A Deployment changed: if one is still unavailable, its pods are listed again
+        within POD_CHECK_SECONDS, not after a wait grown while nothing moved."""
+        self._pod_check_wait.pop(key, None)
+        handle = self._pod_checks.get(key)
+        now = asyncio.get_running_loop().time()
+        if handle is not None and handle.when() - now > POD_CHECK_SECONDS:
+            handle.cancel()
+            del self._pod_checks[key]
+
+    async def _list_pods(self, key: Key) -> None:
+        try:
+            listed = await asyncio.to_thread(self.deps.kube.list_pods, *key)
+        except Exception as exc:  # the API server busy or away: the next run asks again
+            _log.warning("Could not list the pods of %s/%s: %s", *key, exc)
+            listed = []
+        by_component: dict[str, list[dict[str, Any]]] = {}
+        for pod in listed:
+            meta = pod["metadata"]
+            component = (meta.get("labels") or {}).get(naming.COMPONENT_LABEL)
+            if component and not meta.get("deletionTimestamp"):
+                by_component.setdefault(component, []).append(slim_pod(pod))
+        self._pods[key] = by_component
+        self.trigger(*key, full=False)
 
     def _drift(self, key: Key) -> bool:
         """Is a watched child not what the last apply left (deleted, or changed)?"""
@@ -246,7 +287,7 @@ class Runtime:
                     self._applied.pop(key, None)
                     self._seen.pop(key, None)
                     self._applied_for.pop(key, None)
-                    self._pods.pop(key, None)
+                    self._follow_pods(key, wanted=False)
                     await asyncio.to_thread(self.deps.decision_logs.close, key)
                     return
                 if body["metadata"].get("deletionTimestamp"):
@@ -306,6 +347,7 @@ class Runtime:
         metrics.STATUS_REFRESHES.inc()
         if outcome.rollout_active:
             self._check_later(key)
+        self._follow_pods(key, outcome.pods_wanted)
 
     async def _run(self, body: dict[str, Any]) -> Outcome:
         started = time.monotonic()
@@ -352,6 +394,7 @@ class Runtime:
                 metrics.ROLLOUTS.labels(_ROLLOUT_RESULTS[event.reason]).inc()
         if outcome.rollout_active:
             self._check_later(key)
+        self._follow_pods(key, outcome.pods_wanted)
         result = (
             "invalid"
             if outcome.invalid

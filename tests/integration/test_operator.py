@@ -145,8 +145,12 @@ def test_every_example_becomes_ready(kube, kafka, operator, namespace, example):
         )
 
     events = get(kube, namespace, "events")["items"]
-    reasons = {e["reason"] for e in events if e["involvedObject"]["name"] == name}
-    assert {"Created", "TopicsReconciled"} <= reasons
+    mine = [e for e in events if e["involvedObject"]["name"] == name]
+    # One Event for what a new pipeline got: its children and its topics.
+    (created,) = [e for e in mine if e["reason"] == "Created"]
+    assert f"Deployment/{name}-scorer" in created["message"]
+    assert f"; Kafka topics reconciled: {len(ROLES)} create" in created["message"]
+    assert "TopicsReconciled" not in {e["reason"] for e in mine}
 
 
 def test_autoscaled_replicas_belong_to_the_hpa(kube, kafka, operator, namespace):

@@ -1,7 +1,7 @@
 """Conditions follow the API conventions; availability is read from a Deployment object."""
 
 from tailor_operator.conditions import set_condition
-from tailor_operator.reconcile import deployment_availability
+from tailor_operator.reconcile import deployment_availability, pods_wanted
 
 
 def test_last_transition_time_moves_only_on_a_status_change() -> None:
@@ -46,6 +46,13 @@ def test_an_unobserved_generation_is_not_available_yet() -> None:
     result = deployment_availability(deployment(generation=2, observed=1))
     assert result.status == "False"
     assert result.reason == "DeploymentProgressing"
+
+
+def test_pods_are_wanted_only_while_a_deployment_is_unavailable() -> None:
+    """The operator lists pods (why a component fails) only then, never for a healthy one."""
+    assert not pods_wanted([deployment(), deployment(replicas=0, ready=0)])
+    assert pods_wanted([deployment(), deployment(ready=1)])
+    assert pods_wanted([deployment(generation=2)])
 
 
 def test_a_stuck_rollout_is_failing() -> None:

@@ -56,10 +56,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
   verbs: [get, list, watch, create, patch, update, delete]
-# Pods are only read: why a worker or scorer is failing (CrashLoopBackOff ...).
+# Pods are only listed, while a worker or scorer is unavailable: why (CrashLoopBackOff ...).
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list, watch]
+  verbs: [list]
 # Kafka credentials named by spec.kafka.authSecretRef: read, never listed or written.
 - apiGroups: [""]
   resources: [secrets]

@@ -211,6 +211,15 @@ class KubeAdapter:
         self._call("DELETE", path, body={"propagationPolicy": "Background"})
         return True
 
+    def list_pods(self, namespace: str, pipeline: str) -> list[dict[str, Any]]:
+        """Every pod of the pipeline's workloads (stable and canary), as stored."""
+        listed = self._call(
+            "GET",
+            f"/api/v1/namespaces/{namespace}/pods",
+            query=[("labelSelector", f"{naming.PIPELINE_LABEL}={pipeline}")],
+        )
+        return list((listed or {}).get("items", []))
+
     # --- the pipeline itself ----------------------------------------------------------------
 
     def _pipeline_path(self, namespace: str, name: str) -> str:
