@@ -15,7 +15,7 @@ from tailor_operator.adapters.kafka_admin import KafkaAdmins, KafkaUnavailable
 from tailor_operator.adapters.kube import KubeAdapter
 from tailor_operator.reconcile import Dependencies, delete_topics
 from tailor_operator.render import Images
-from tailor_operator.runtime import Runtime
+from tailor_operator.runtime import Runtime, backoff
 
 VERSION_TAG = os.environ.get("TAILOR_IMAGE_TAG", "0.1.0")
 DEFAULT_IMAGES = Images(
@@ -38,9 +38,17 @@ PIPELINES = (api.GROUP, api.VERSION, api.PLURAL)
 _MANAGED = {"app.kubernetes.io/managed-by": naming.MANAGED_BY}
 
 
-def backoff(retry: int) -> float:
-    """Seconds before retry number ``retry``: 2, 4, 8 ... capped at a minute."""
-    return float(min(60, 2 ** (retry + 1)))
+class NoDiffBase(kopf.DiffBaseStorage):
+    """Kopf's record of the last handled state of a pipeline, not kept. Only create and
+    update handlers read it, and there are none: the runtime tells changes itself
+    (runtime._inputs). Kopf's deletion handler needs no record, and every other event is,
+    to Kopf, a creation with no handler."""
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        pass
 
 
 def _api_client() -> client.ApiClient:
@@ -62,9 +70,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # Annotations, not status: the status schema is ours, and Kopf's bookkeeping would be
     # pruned from it.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="tailor.dev")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="tailor.dev", key="last-handled-configuration"
-    )
+    # Not written to each pipeline: that patch was one more request per created or changed
+    # pipeline, and nothing reads it.
+    settings.persistence.diffbase_storage = NoDiffBase()
     # Every Event comes from KubeAdapter.post_event: one reporting component and instance,
     # repeats counted. Kopf's own ("Handler failed temporarily", from "kopf") would only
     # repeat what ours say.
@@ -82,16 +90,10 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.runtime.start_topic_watch(TOPIC_CHECK_SECONDS)
 
 
-@kopf.on.resume(*PIPELINES)
-@kopf.on.create(*PIPELINES)
-@kopf.on.update(*PIPELINES)
-async def reconcile_pipeline(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
+@kopf.on.event(*PIPELINES)
+async def pipeline_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime = memo.runtime
-    outcome = await runtime.reconcile_body(dict(body))
-    if outcome.invalid:
-        raise kopf.PermanentError(f"invalid spec: {outcome.invalid}")
-    if outcome.retry:
-        raise kopf.TemporaryError("topics are not ready; retrying", delay=backoff(retry))
+    runtime.pipeline_seen(type, dict(body))
 
 
 @kopf.on.cleanup()

@@ -26,7 +26,6 @@ Key = tuple[str, str]
 _log = logging.getLogger("tailor.runtime")
 # Events of one rollout arrive in bursts; a short wait lets them become one status write.
 DEBOUNCE_SECONDS = 0.2
-RETRY_SECONDS = 10.0
 # While a canary or a rolling update is under way, look at it this often (analysis verdicts,
 # deadlines): Kafka has no watch to wake us.
 ROLLOUT_CHECK_SECONDS = float(os.environ.get("TAILOR_ROLLOUT_CHECK_SECONDS", "5"))
@@ -37,6 +36,27 @@ ROLLOUT_CHECK_SECONDS = float(os.environ.get("TAILOR_ROLLOUT_CHECK_SECONDS", "5"
 # event is work for the operator, and the watch holds memory).
 POD_CHECK_SECONDS = float(os.environ.get("TAILOR_POD_CHECK_SECONDS", "5"))
 POD_CHECK_MAX_SECONDS = 60.0
+
+
+def backoff(retry: int) -> float:
+    """Seconds before retry number ``retry``: 2, 4, 8 ... capped at a minute."""
+    return float(min(60, 2 ** (retry + 1)))
+
+
+def _inputs(body: dict[str, Any]) -> tuple[Any, ...]:
+    """What a reconcile works from besides the status: a change to it (a new spec, a label
+    or annotation, a new object under the same name) is a full reconcile; a status write
+    (ours, mostly) is not. kubectl's copy of the last applied manifest only repeats the
+    spec."""
+    meta = body["metadata"]
+    annotations = dict(meta.get("annotations") or {})
+    annotations.pop("kubectl.kubernetes.io/last-applied-configuration", None)
+    return (
+        meta.get("uid"),
+        meta.get("generation"),
+        sorted((meta.get("labels") or {}).items()),
+        sorted(annotations.items()),
+    )
 
 
 def _repairs(before: dict[str, str] | None, outcome: Outcome, same_spec: bool) -> dict[str, str]:
@@ -120,16 +140,28 @@ class Runtime:
     # Pipeline -> (Kafka client settings, its topics as the last reconcile found them).
     _topic_watch: dict[Key, tuple[dict[str, str], frozenset[str]]] = field(default_factory=dict)
     _topic_checker: asyncio.Task[None] | None = None
+    # The inputs (_inputs) of the pipeline as the last full reconcile started from.
+    _reconciled: dict[Key, tuple[Any, ...]] = field(default_factory=dict)
+    # Pipelines with a retry scheduled, and how many runs in a row asked for one.
+    _retries: dict[Key, asyncio.TimerHandle] = field(default_factory=dict)
+    _failures: dict[Key, int] = field(default_factory=dict)
 
     def _lock(self, key: Key) -> asyncio.Lock:
         return self._locks.setdefault(key, asyncio.Lock())
 
-    async def reconcile_body(self, body: dict[str, Any]) -> Outcome:
-        """Reconcile now (the pipeline's own handlers): waits for a running one to finish."""
-        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+    def pipeline_seen(self, event_type: str | None, body: dict[str, Any]) -> None:
+        """A pipeline was created, changed, deleted, or listed at start. A change to what it
+        renders from is reconciled at once; anything else (our own status writes) is not."""
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        if event_type == "DELETED":
+            self.trigger(*key, full=False)  # the run finds it gone and forgets it
+            return
+        if meta.get("deletionTimestamp"):
+            return  # the deletion handler's, and the garbage collector's
         self._known.add(key)
-        async with self._lock(key):
-            return await self._run(body)
+        if self._reconciled.get(key) != _inputs(body):
+            self.trigger(*key, full=True, delay=0.0)
 
     def start_resync(self, interval: float) -> None:
         self._resync = asyncio.create_task(self._resync_forever(interval))
@@ -262,20 +294,22 @@ class Runtime:
             for child, seen in self._seen.get(key, {}).items()
         )
 
-    def trigger(self, namespace: str, name: str, full: bool = True) -> None:
-        """Reconcile soon; many triggers while one waits become one (full wins)."""
+    def trigger(
+        self, namespace: str, name: str, full: bool = True, delay: float = DEBOUNCE_SECONDS
+    ) -> None:
+        """Reconcile in ``delay``; many triggers while one waits become one (full wins)."""
         key = (namespace, name)
         if key in self._queued:
             self._queued[key] = self._queued[key] or full
             return
         self._queued[key] = full
-        task = asyncio.create_task(self._triggered(key))
+        task = asyncio.create_task(self._triggered(key, delay))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _triggered(self, key: Key) -> None:
+    async def _triggered(self, key: Key, delay: float) -> None:
         try:
-            await asyncio.sleep(DEBOUNCE_SECONDS)
+            await asyncio.sleep(delay)
             async with self._lock(key):
                 full = self._queued.pop(key, True) or self._drift(key) or key not in self._applied
                 body = await asyncio.to_thread(self.deps.kube.get_pipeline, *key)
@@ -287,23 +321,48 @@ class Runtime:
                     self._applied.pop(key, None)
                     self._seen.pop(key, None)
                     self._applied_for.pop(key, None)
+                    self._reconciled.pop(key, None)
                     self._follow_pods(key, wanted=False)
+                    self._retry_later(key, wanted=False)
                     await asyncio.to_thread(self.deps.decision_logs.close, key)
                     return
                 if body["metadata"].get("deletionTimestamp"):
                     return
                 _log.debug("Running a %s of %s/%s", "reconcile" if full else "refresh", *key)
                 if full:
+                    # Set now: the events of this run's own writes are not a change.
+                    self._reconciled[key] = _inputs(body)
                     outcome = await self._run(body)
-                    if outcome.retry:
-                        # The pipeline's own handler retries with backoff; a run started by
-                        # a child or the resync comes back on its own, no sooner than that.
-                        asyncio.get_running_loop().call_later(RETRY_SECONDS, self.trigger, *key)
+                    if outcome.invalid:
+                        _log.warning("%s/%s has an invalid spec: %s", *key, outcome.invalid)
+                    self._retry_later(key, outcome.retry)
                 else:
                     await self._observe(key, body)
         except Exception:
             self._queued.pop(key, None)
             _log.exception("Reconcile of %s/%s failed", *key)
+            self._retry_later(key, wanted=True)
+
+    def _retry_later(self, key: Key, wanted: bool) -> None:
+        """The one retry path, whatever started the run: a full reconcile after a backoff
+        that grows while runs keep failing (Kafka away, a refused child); reset by a run
+        that needs none. An invalid spec is not retried: a new spec is a new run."""
+        if not wanted:
+            self._failures.pop(key, None)
+            handle = self._retries.pop(key, None)
+            if handle is not None:
+                handle.cancel()
+            return
+        if key in self._retries:
+            return
+        failures = self._failures.get(key, 0)
+        self._failures[key] = failures + 1
+
+        def due() -> None:
+            del self._retries[key]
+            self.trigger(*key, full=True)
+
+        self._retries[key] = asyncio.get_running_loop().call_later(backoff(failures), due)
 
     async def _report_repairs(self, body: dict[str, Any], repairs: dict[str, str]) -> None:
         for child in repairs:
@@ -403,4 +462,5 @@ class Runtime:
             else "ok"
         )
         metrics.RECONCILES.labels(result).inc()
+        _log.debug("Reconciled %s/%s (%s) in %.3fs", *key, result, time.monotonic() - started)
         return outcome

@@ -507,8 +507,8 @@ def test_deleted_and_edited_children_are_repaired_from_the_watch(kube, kafka, op
     ][0]["image"]
 
     # A reconcile that finds nothing changed reports no repair (an unchanged apply writes
-    # nothing): an annotation makes Kopf run one without a new generation.
-    handled = "Handler 'reconcile_pipeline' succeeded"
+    # nothing): an annotation makes the operator run one without a new generation.
+    handled = f"Reconciled {namespace}/frontpage ("
     runs = proc.log_path.read_text().count(handled)
     kube.kubectl("annotate", "ppl/frontpage", "-n", namespace, "example.com/touched=1")
     wait_for(lambda: proc.log_path.read_text().count(handled) > runs, 30, "a no-op reconcile")
@@ -624,7 +624,7 @@ def test_autoscaling_takes_replicas_over_without_a_drop_or_a_fight(
 
     # What the HPA does when it scales: a change through the scale subresource.
     kube.kubectl("scale", "deployment/storefront-scorer", "--replicas=4", "-n", namespace)
-    handled = "Handler 'reconcile_pipeline' succeeded"
+    handled = f"Reconciled {namespace}/storefront ("
     runs = proc.log_path.read_text().count(handled)
     kube.kubectl("annotate", "ppl/storefront", "-n", namespace, "example.com/touched=1")
     wait_for(lambda: proc.log_path.read_text().count(handled) > runs, 30, "a full reconcile")
