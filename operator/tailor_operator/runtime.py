@@ -272,9 +272,12 @@ class Runtime:
     async def _list_pods(self, key: Key) -> None:
         try:
             listed = await asyncio.to_thread(self.deps.kube.list_pods, *key)
-        except Exception as exc:  # the API server busy or away: the next run asks again
+        except Exception as exc:  # the API server busy or away: the next check asks again
             _log.warning("Could not list the pods of %s/%s: %s", *key, exc)
-            listed = []
+            # Keep the last listing (a failing pod must not read as starting); the refresh
+            # schedules the next check.
+            self.trigger(*key, full=False)
+            return
         by_component: dict[str, list[dict[str, Any]]] = {}
         for pod in listed:
             meta = pod["metadata"]
