@@ -21,19 +21,22 @@ instead of a ranking (``degraded``: trending items; ``shed``: 503).
 ``max_rps_p99_under_5ms`` is the highest offered rate (of the ladder, refined by bisection)
 whose p99 stayed at or under 5 ms with no error and at least 99% of the answers ranked in
 full.
-``overload``: twice that rate for 60 s (quick: 10 s), then a quarter of it for 5 s: the
-p99 of the answers that were ranked (``admitted_p99_ms``), how many were degraded, shed or
+``overload``: twice that rate for 60 s (quick: 10 s), then a quarter of it for 5 s: the p99
+of the answers that were ranked (``admitted_p99_ms``), how many were degraded, shed or
 failed, the scorer's memory before and after, and ``recovery_s``, how soon after the load
 drops a whole second of answers is ranked within 5 ms again. ``floor``: the same ladder, in
 the same run, against the same HTTP stack answering a fixed decision on the same core (no
 ranking, no profiles, no decision log): the machine's and the framework's share of every
-figure. ``peer``: Feast (``bench/feast_peer.py``) serving the same users' profiles from its
-warmed SQLite online store on the same core, hit by the same load generator with the same
-users in the same order at the same rates: ``peer_by_rate``, ``peer_max_rps`` (its
+figure; and at the overload rate, for as long, its p99 is ``overload.floor_p99_ms``: no
+answer to the excess costs less than the fixed one, so that is as soon as this core could
+answer the excess at all, beside how soon the scorer did (``excess_p99_ms``). ``peer``:
+Feast (``bench/feast_peer.py``) serving the same users' profiles from its warmed SQLite
+online store on the same core, hit by the same load generator with the same users in the
+same order at the same rates: ``peer_by_rate``, ``peer_max_rps`` (its
 ``max_rps_p99_under_5ms``), ``peer_p99_ms_at_5000`` (null unless it sustains 5,000 req/s),
 and ``p99_ratio_to_peer`` (the scorer's p99 over Feast's, at each rate both sustain without
-errors). Feast only looks features up; the scorer ranks. The last stdout line is one
-compact JSON object.
+errors). Feast only looks features up; the scorer ranks. The last stdout line is one compact
+JSON object.
 """
 
 from __future__ import annotations
@@ -294,8 +297,19 @@ def overload(
 
 
 def floor(
-    vegeta: Path, users: list[str], rates: list[int], seconds: float, quick: bool, work: Path
+    vegeta: Path,
+    users: list[str],
+    rates: list[int],
+    seconds: float,
+    quick: bool,
+    work: Path,
+    overload_rate: int,
+    overload_seconds: float,
 ) -> dict:
+    """The ladder against the fixed answer, and the overload rate for as long as the
+    scorer's overload run: no answer the scorer gives its excess (a degraded ranking, a 503)
+    costs less than this one, so its latency at that rate bounds how soon the excess can be
+    answered on this core."""
     port = free_port()
     server = ManagedProcess(
         "floor",
@@ -306,12 +320,16 @@ def floor(
         server.wait_healthy(lambda: http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200, 30)
         target_file = targets(work / "floor.json", f"http://127.0.0.1:{port}/v1/decide", users)
         by_rate, good = ladder(vegeta, target_file, port, rates, seconds, quick, work)
+        drained(f"http://127.0.0.1:{port}")
+        at_overload, _ = attack(vegeta, target_file, overload_rate, overload_seconds, work)
+        print(json.dumps({"floor_overload": at_overload}), flush=True)
     finally:
         server.stop()
     return {
         "server": "tailor_pipeline.http1, fixed answer",
         "by_rate": by_rate,
         "max_rps_p99_under_5ms": good,
+        "overload": {k: at_overload[k] for k in ("offered_rps", "p50_ms", "p99_ms", "errors")},
     }
 
 
@@ -445,9 +463,10 @@ def main() -> int:
             result["p99_ms_at_5000"] = at_5000["p99_ms"] if at_5000 else None
             assert scorer.pid is not None
             overload_rate = args.overload_rate or max(2 * good, 500)
+            overload_seconds = 10.0 if args.quick else 60.0
             drained(f"http://127.0.0.1:{port}")
             result["overload"] = overload(
-                vegeta, target_file, overload_rate, 10.0 if args.quick else 60.0, work, scorer.pid
+                vegeta, target_file, overload_rate, overload_seconds, work, scorer.pid
             )
             print(json.dumps({"overload": result["overload"]}), flush=True)
             _, metrics = http_get(f"http://127.0.0.1:{port}/metrics")
@@ -458,7 +477,12 @@ def main() -> int:
             scorer = None
             if args.scorer_only:
                 return _printed(result)
-            result["floor"] = floor(vegeta, known, rates, seconds, args.quick, work)
+            result["floor"] = floor(
+                vegeta, known, rates, seconds, args.quick, work, overload_rate, overload_seconds
+            )
+            # The fixed answer's p99 at the overload rate: how soon this core could answer
+            # the excess at best, beside how soon the scorer did (excess_p99_ms).
+            result["overload"]["floor_p99_ms"] = result["floor"]["overload"]["p99_ms"]
             result.update(peer(vegeta, settings, users, items, rates, seconds, args.quick, work))
             result["p99_ratio_to_peer"] = {
                 str(mine["offered_rps"]): round(mine["p99_ms"] / theirs["p99_ms"], 2)
