@@ -28,10 +28,10 @@ from measure import percentile
 
 from tailor_operator import naming
 from tailor_operator.adapters.kafka_admin import KafkaAdmin, TopicOperationFailed
-from tailor_operator.handlers import DEFAULT_IMAGES
-from tailor_operator.reconcile import deployment_availability
-from tailor_operator.render import Child, desired_children, desired_topics
+from tailor_operator.availability import deployment_availability
+from tailor_operator.render import Child, Images, desired_children, desired_topics
 from tailor_operator.resource import Pipeline
+from tailor_operator.settings import OperatorSettings
 from tailor_operator.topic_plan import TopicPlan
 
 THREADS = 8
@@ -167,7 +167,10 @@ def run_floor(
         )
         for name in (f"p{i:03d}" for i in range(count))
     ]
-    rendered = {p.name: desired_children(p, DEFAULT_IMAGES) for p in pipelines}
+    # The images the operator renders by default (its settings with no TAILOR_* set).
+    defaults = OperatorSettings()
+    images = Images(stream_worker=defaults.stream_worker, scorer=defaults.scorer)
+    rendered = {p.name: desired_children(p, images) for p in pipelines}
     workloads = {p.name: (naming.stream_worker(p.name), naming.scorer(p.name)) for p in pipelines}
     deployments = _Deployments(api, namespace, 2 * count)
     deployments.start()

@@ -18,6 +18,7 @@ import kopf
 from prometheus_client import start_http_server
 
 from tailor_operator.log_format import use_json_logs
+from tailor_operator.settings import OperatorSettings
 from tailor_pipeline.program import add_version
 
 
@@ -74,7 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.metrics_port:
         start_http_server(args.metrics_port)
 
-    problem = preflight(args.namespace)
+    try:
+        settings = OperatorSettings.from_env()
+    except ValueError as exc:
+        logging.getLogger("tailor.operator").critical("Cannot start: %s", exc)
+        return 1
+    problem = preflight(args.namespace, settings.preflight_seconds)
     if problem:
         # Kopf would retry its startup every minute for ever; a pod that exits shows the
         # cause in `kubectl get pods` (CrashLoopBackOff) and its termination message.
@@ -93,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             liveness_endpoint=liveness,
             standalone=True,
             stop_flag=stopping,
+            memo=kopf.Memo(settings=settings),
         )
 
     if not args.leader_election:
@@ -107,7 +114,7 @@ def _run_loop(main: Coroutine[None, None, None]) -> None:
         asyncio.run(main)
 
 
-def preflight(namespaces: list[str]) -> str | None:
+def preflight(namespaces: list[str], wait_seconds: float) -> str | None:
     """Why the operator cannot run at all (no cluster credentials, no permission to read
     pipelines, no CRD), in one line; None when it can. Retried briefly, since an API server
     that is starting is not a reason to exit."""
@@ -125,7 +132,7 @@ def preflight(namespaces: list[str]) -> str | None:
         return f"no Kubernetes credentials: not in a pod, and no usable kubeconfig ({exc})"
     objects = client.CustomObjectsApi()
     literal = [ns for ns in namespaces if not any(c in ns for c in "*?[")]
-    deadline = time.monotonic() + PREFLIGHT_SECONDS
+    deadline = time.monotonic() + wait_seconds
     while True:
         try:
             if namespaces:
@@ -151,10 +158,6 @@ def preflight(namespaces: list[str]) -> str | None:
         if time.monotonic() >= deadline:
             return problem
         time.sleep(2)
-
-
-# How long an unreachable API server is waited for before the operator gives up.
-PREFLIGHT_SECONDS = float(os.environ.get("TAILOR_PREFLIGHT_SECONDS", "30"))
 
 
 def _run_as_leader(

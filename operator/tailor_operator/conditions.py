@@ -30,7 +30,6 @@ CONDITION_TYPES = (
 
 
 class Reason(StrEnum):
-    RECONCILING = "Reconciling"
     INVALID_SPEC = "InvalidSpec"
     TOPICS_READY = "TopicsReady"
     TOPICS_UNMANAGED = "TopicsUnmanaged"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -13,26 +12,11 @@ from kubernetes import client, config
 from tailor_operator import api, naming
 from tailor_operator.adapters.kafka_admin import KafkaAdmins, KafkaUnavailable
 from tailor_operator.adapters.kube import KubeAdapter
-from tailor_operator.reconcile import Dependencies, delete_topics
+from tailor_operator.dependencies import Dependencies
+from tailor_operator.kafka_topics import delete_topics
 from tailor_operator.render import Images
 from tailor_operator.runtime import Runtime, backoff
-
-VERSION_TAG = os.environ.get("TAILOR_IMAGE_TAG", "0.1.0")
-DEFAULT_IMAGES = Images(
-    stream_worker=os.environ.get(
-        "TAILOR_STREAM_WORKER_IMAGE", f"ghcr.io/tailor-dev/stream-worker:{VERSION_TAG}"
-    ),
-    scorer=os.environ.get("TAILOR_SCORER_IMAGE", f"ghcr.io/tailor-dev/scorer:{VERSION_TAG}"),
-)
-# Deleting topics retries this often before the finalizer is released anyway, so a dead
-# Kafka never strands a namespace in Terminating.
-DELETE_RETRIES = int(os.environ.get("TAILOR_DELETE_RETRIES", "5"))
-RESYNC_SECONDS = float(os.environ.get("TAILOR_RESYNC_SECONDS", "60"))
-# How often every Kafka cluster is asked (one metadata request) whether a pipeline's topic
-# was deleted; such a pipeline is reconciled at once.
-TOPIC_CHECK_SECONDS = float(os.environ.get("TAILOR_TOPIC_CHECK_SECONDS", "3"))
-# Reconciles wait on the API server and Kafka, not the CPU: more threads than cores.
-WORKER_THREADS = int(os.environ.get("TAILOR_WORKER_THREADS", "16"))
+from tailor_operator.settings import OperatorSettings
 
 PIPELINES = (api.GROUP, api.VERSION, api.PLURAL)
 _MANAGED = {"app.kubernetes.io/managed-by": naming.MANAGED_BY}
@@ -41,8 +25,8 @@ _MANAGED = {"app.kubernetes.io/managed-by": naming.MANAGED_BY}
 class NoDiffBase(kopf.DiffBaseStorage):
     """Kopf's record of the last handled state of a pipeline, not kept. Only create and
     update handlers read it, and there are none: the runtime tells changes itself
-    (runtime._inputs). Kopf's deletion handler needs no record, and every other event is,
-    to Kopf, a creation with no handler."""
+    (pipeline_state.inputs). Kopf's deletion handler needs no record, and every other event
+    is, to Kopf, a creation with no handler."""
 
     def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
         return None
@@ -51,20 +35,23 @@ class NoDiffBase(kopf.DiffBaseStorage):
         pass
 
 
-def _api_client() -> client.ApiClient:
+def _api_client(threads: int) -> client.ApiClient:
     configuration = client.Configuration()
     try:
         config.load_incluster_config(client_configuration=configuration)
     except config.ConfigException:
         config.load_kube_config(client_configuration=configuration)
-    configuration.connection_pool_maxsize = WORKER_THREADS
+    configuration.connection_pool_maxsize = threads
     return client.ApiClient(configuration)
 
 
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    # Ours, read once by __main__ and handed over in the memo.
+    ours: OperatorSettings = memo.settings
+    # Reconciles wait on the API server and Kafka, not the CPU: more threads than cores.
     asyncio.get_running_loop().set_default_executor(
-        ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="reconcile")
+        ThreadPoolExecutor(max_workers=ours.worker_threads, thread_name_prefix="reconcile")
     )
     settings.persistence.finalizer = naming.FINALIZER
     # Annotations, not status: the status schema is ours, and Kopf's bookkeeping would be
@@ -81,13 +68,17 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.watching.client_timeout = 330
     memo.runtime = Runtime(
         deps=Dependencies(
-            kube=KubeAdapter(_api_client()), kafka_admin=KafkaAdmins().get, images=DEFAULT_IMAGES
+            kube=KubeAdapter(_api_client(ours.worker_threads)),
+            kafka_admin=KafkaAdmins().get,
+            images=Images(stream_worker=ours.stream_worker, scorer=ours.scorer),
+            settings=ours,
         ),
     )
     # A resync catches what no watch reports: a topic deleted or changed in Kafka, Kafka
     # back after an outage. Not a Kopf timer: those hold a finalizer on every pipeline.
-    memo.runtime.start_resync(RESYNC_SECONDS)
-    memo.runtime.start_topic_watch(TOPIC_CHECK_SECONDS)
+    memo.runtime.start_resync(ours.resync_seconds)
+    # Kafka has no watch: one metadata request per cluster tells a deleted topic.
+    memo.runtime.start_topic_watch(ours.topic_check_seconds)
 
 
 @kopf.on.event(*PIPELINES)
@@ -154,7 +145,7 @@ async def delete_pipeline_topics(
     if not failures:
         await _post(runtime, body, "Normal", "TopicsDeleted", "Deleted the pipeline's Kafka topics")
         return
-    if retry + 1 >= DELETE_RETRIES:
+    if retry + 1 >= runtime.deps.settings.delete_retries:
         await _post(
             runtime,
             body,

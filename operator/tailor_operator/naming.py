@@ -23,7 +23,10 @@ TRACK_LABEL = "tailor.dev/track"
 # its PDB and its HPA never count canary pods.
 CANARY_COMPONENT = "scorer-canary"
 
-Component = Literal["stream-worker", "scorer", "config"]
+# The two programs, each a Deployment (with its HPA and PDB).
+Workload = Literal["stream-worker", "scorer"]
+# What a child belongs to, as its component label says: a workload, or the settings.
+Component = Workload | Literal["config"]
 TopicRole = Literal["events", "profiles", "trending", "decisions", "dead-letter"]
 TOPIC_ROLES: tuple[TopicRole, ...] = ("events", "profiles", "trending", "decisions", "dead-letter")
 COMPACTED_ROLES: frozenset[TopicRole] = frozenset({"profiles", "trending"})
@@ -81,7 +84,7 @@ def scorer_canary(pipeline: str) -> str:
     return f"{pipeline}-scorer-canary"
 
 
-def workload(pipeline: str, component: Component) -> str:
+def workload(pipeline: str, component: Workload) -> str:
     """The Deployment (and its HPA and PDB) of a component."""
     return stream_worker(pipeline) if component == "stream-worker" else scorer(pipeline)
 

@@ -1,79 +1,42 @@
-"""Runs reconciles: one at a time per pipeline, coalesced, off the event loop."""
+"""Runs reconciles: one at a time per pipeline, coalesced, off the event loop. What it
+remembers of each pipeline, and decides from that, is pipeline_state.PipelineState."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import os
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
 from tailor_operator import conditions, metrics, naming
+from tailor_operator.availability import slim_pod
 from tailor_operator.conditions import Reason
+from tailor_operator.dependencies import Dependencies
 from tailor_operator.ownership import change_marker
-from tailor_operator.reconcile import (
-    Dependencies,
-    Outcome,
-    observe,
-    reconcile,
-    slim_pod,
-)
+from tailor_operator.pipeline_state import PipelineState, inputs, slim_deployment
+from tailor_operator.reconcile import Outcome, observe, reconcile
 
 Key = tuple[str, str]
 
 _log = logging.getLogger("tailor.runtime")
 # Events of one rollout arrive in bursts; a short wait lets them become one status write.
 DEBOUNCE_SECONDS = 0.2
-# While a canary or a rolling update is under way, look at it this often (analysis verdicts,
-# deadlines): Kafka has no watch to wake us.
-ROLLOUT_CHECK_SECONDS = float(os.environ.get("TAILOR_ROLLOUT_CHECK_SECONDS", "5"))
-# While a Deployment is not available, its pipeline's pods are listed this often, to tell
-# starting from failing (a crash loop, an unschedulable pod); the wait doubles, up to
-# POD_CHECK_MAX_SECONDS, while the Deployments stay as they are. Listing a few pipelines'
-# pods now and then costs far less than watching every pod of every pipeline (each pod
-# event is work for the operator, and the watch holds memory).
-POD_CHECK_SECONDS = float(os.environ.get("TAILOR_POD_CHECK_SECONDS", "5"))
+# While a canary or a rolling update is under way, it is looked at every
+# settings.rollout_check_seconds (analysis verdicts, deadlines): Kafka has no watch to wake
+# us. While a Deployment is not available, its pipeline's pods are listed after
+# settings.pod_check_seconds, to tell starting from failing (a crash loop, an unschedulable
+# pod); the wait doubles, up to POD_CHECK_MAX_SECONDS, while the Deployments stay as they
+# are. Listing a few pipelines' pods now and then costs far less than watching every pod of
+# every pipeline (each pod event is work for the operator, and the watch holds memory).
 POD_CHECK_MAX_SECONDS = 60.0
 
 
 def backoff(retry: int) -> float:
     """Seconds before retry number ``retry``: 2, 4, 8 ... capped at a minute."""
     return float(min(60, 2 ** (retry + 1)))
-
-
-def _inputs(body: dict[str, Any]) -> tuple[Any, ...]:
-    """What a reconcile works from besides the status: a change to it (a new spec, a label
-    or annotation, a new object under the same name) is a full reconcile; a status write
-    (ours, mostly) is not. kubectl's copy of the last applied manifest only repeats the
-    spec."""
-    meta = body["metadata"]
-    annotations = dict(meta.get("annotations") or {})
-    annotations.pop("kubectl.kubernetes.io/last-applied-configuration", None)
-    return (
-        meta.get("uid"),
-        meta.get("generation"),
-        sorted((meta.get("labels") or {}).items()),
-        sorted(annotations.items()),
-    )
-
-
-def _repairs(before: dict[str, str] | None, outcome: Outcome, same_spec: bool) -> dict[str, str]:
-    """Children this run put back: with the pipeline's spec unchanged since the last apply,
-    a child created again was deleted by someone, and a child whose marker moved had been
-    changed by someone (our apply of an unchanged manifest changes nothing)."""
-    if before is None or not same_spec:
-        return {}
-    repairs = {}
-    for child, marker in outcome.applied_markers.items():
-        if child not in before:
-            continue
-        if child in outcome.created:
-            repairs[child] = "recreated"
-        elif marker != before[child]:
-            repairs[child] = "reverted a change to"
-    return repairs
 
 
 _ROLLOUT_RESULTS: dict[str, str] = {
@@ -97,57 +60,21 @@ def _forget_ready(key: Key) -> None:
         metrics.PIPELINE_READY.remove(*key)
 
 
-def _slim(deployment: dict[str, Any]) -> dict[str, Any]:
-    """What the status is computed from. A whole Deployment with managedFields is tens of
-    KB as Python objects; hundreds of pipelines keep one per component."""
-    meta = deployment["metadata"]
-    return {
-        "metadata": {
-            "name": meta["name"],
-            "namespace": meta["namespace"],
-            "generation": meta.get("generation"),
-        },
-        "spec": {"replicas": deployment.get("spec", {}).get("replicas", 1)},
-        "status": deployment.get("status", {}),
-    }
-
-
 @dataclass
 class Runtime:
     """Shared by every handler through Kopf's memo."""
 
     deps: Dependencies
-    _locks: dict[Key, asyncio.Lock] = field(default_factory=dict)
-    # Pipeline -> whether the queued run must be a full reconcile (else a status refresh).
-    _queued: dict[Key, bool] = field(default_factory=dict)
-    # What the watch last showed of each pipeline's Deployments, and what we last applied.
-    _deployments: dict[Key, dict[str, dict[str, Any]]] = field(default_factory=dict)
-    _applied: dict[Key, dict[str, str]] = field(default_factory=dict)
-    # Pipeline -> component -> slim pods, as last listed while a Deployment was unavailable.
-    _pods: dict[Key, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
-    # Pipelines with a pod listing scheduled, and the wait before the next one.
-    _pod_checks: dict[Key, asyncio.TimerHandle] = field(default_factory=dict)
-    _pod_check_wait: dict[Key, float] = field(default_factory=dict)
-    # The pipeline generation each _applied entry was computed for.
-    _applied_for: dict[Key, int | None] = field(default_factory=dict)
-    # Child -> marker as the watch last showed it; None once deleted.
-    _seen: dict[Key, dict[str, str | None]] = field(default_factory=dict)
+    _pipelines: dict[Key, PipelineState] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    _known: set[Key] = field(default_factory=set)
     _resync: asyncio.Task[None] | None = None
-    # Pipelines with a rollout check scheduled.
-    _checks: dict[Key, asyncio.TimerHandle] = field(default_factory=dict)
-    # Pipeline -> (Kafka client settings, its topics as the last reconcile found them).
-    _topic_watch: dict[Key, tuple[dict[str, str], frozenset[str]]] = field(default_factory=dict)
     _topic_checker: asyncio.Task[None] | None = None
-    # The inputs (_inputs) of the pipeline as the last full reconcile started from.
-    _reconciled: dict[Key, tuple[Any, ...]] = field(default_factory=dict)
-    # Pipelines with a retry scheduled, and how many runs in a row asked for one.
-    _retries: dict[Key, asyncio.TimerHandle] = field(default_factory=dict)
-    _failures: dict[Key, int] = field(default_factory=dict)
 
-    def _lock(self, key: Key) -> asyncio.Lock:
-        return self._locks.setdefault(key, asyncio.Lock())
+    def _state(self, key: Key) -> PipelineState:
+        state = self._pipelines.get(key)
+        if state is None:
+            state = self._pipelines[key] = PipelineState()
+        return state
 
     def pipeline_seen(self, event_type: str | None, body: dict[str, Any]) -> None:
         """A pipeline was created, changed, deleted, or listed at start. A change to what it
@@ -159,8 +86,9 @@ class Runtime:
             return
         if meta.get("deletionTimestamp"):
             return  # the deletion handler's, and the garbage collector's
-        self._known.add(key)
-        if self._reconciled.get(key) != _inputs(body):
+        state = self._state(key)
+        state.known = True
+        if state.reconciled != inputs(body):
             self.trigger(*key, full=True, delay=0.0)
 
     def start_resync(self, interval: float) -> None:
@@ -181,8 +109,9 @@ class Runtime:
         while True:
             await asyncio.sleep(interval)
             clusters: dict[frozenset[tuple[str, str]], list[Key]] = {}
-            for key, (config, _) in self._topic_watch.items():
-                clusters.setdefault(frozenset(config.items()), []).append(key)
+            for key, state in self._pipelines.items():
+                if state.topic_watch is not None:
+                    clusters.setdefault(frozenset(state.topic_watch[0].items()), []).append(key)
             for config_items, keys in clusters.items():
                 admin = self.deps.kafka_admin(dict(config_items))
                 try:
@@ -191,7 +120,8 @@ class Runtime:
                     _log.debug("Topic check skipped: %s", exc)
                     continue
                 for key in keys:
-                    watched = self._topic_watch.get(key)
+                    current = self._pipelines.get(key)
+                    watched = current.topic_watch if current is not None else None
                     if watched is not None and not watched[1] <= present:
                         _log.info("Topics of %s/%s are missing in Kafka: reconciling", *key)
                         self.trigger(*key, full=True)
@@ -199,7 +129,7 @@ class Runtime:
     async def _resync_forever(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
-            for namespace, name in sorted(self._known):
+            for namespace, name in sorted(k for k, s in self._pipelines.items() if s.known):
                 self.trigger(namespace, name)
 
     def child_seen(self, event_type: str | None, child: dict[str, Any]) -> None:
@@ -213,61 +143,52 @@ class Runtime:
             return
         key = (meta["namespace"], pipeline)
         name = f"{child.get('kind')}/{meta['name']}"
-        seen = self._seen.setdefault(key, {})
+        state = self._state(key)
         _log.debug(
             "Saw %s %s/%s marker=%s", event_type, meta["namespace"], name, change_marker(child)
         )
         if event_type == "DELETED":
-            seen[name] = None
-            self._deployments.get(key, {}).pop(name, None)
-            applied = self._applied.get(key)
-            if applied is not None and name not in applied:
-                return  # not ours any more (an old version of the settings we deleted)
-            self.trigger(*key, full=True)
+            if state.child_deleted(name):
+                self.trigger(*key, full=True)
             return
-        seen[name] = change_marker(child)
+        state.child_changed(name, change_marker(child))
         if child.get("kind") == "Deployment":
-            self._deployments.setdefault(key, {})[name] = _slim(child)
-            self._pods_moved(key)
+            state.deployments[name] = slim_deployment(child)
+            self._pods_moved(state)
             self.trigger(*key, full=False)
-        elif self._drift(key):
+        elif state.drifted():
             self.trigger(*key, full=True)
 
-    def _pods_of(self, key: Key) -> dict[str, list[dict[str, Any]]]:
-        return self._pods.get(key, {})
-
-    def _follow_pods(self, key: Key, wanted: bool) -> None:
+    def _follow_pods(self, key: Key, state: PipelineState, wanted: bool) -> None:
         """After a run: while a Deployment is unavailable, list the pipeline's pods later
         (then refresh); once all are available, forget them."""
         if not wanted:
-            self._pods.pop(key, None)
-            self._pod_check_wait.pop(key, None)
-            handle = self._pod_checks.pop(key, None)
-            if handle is not None:
-                handle.cancel()
+            state.pods = {}
+            state.pod_check_wait = None
+            if state.pod_check is not None:
+                state.pod_check.cancel()
+                state.pod_check = None
             return
-        if key in self._pod_checks:
+        if state.pod_check is not None:
             return
-        wait = self._pod_check_wait.get(key, POD_CHECK_SECONDS)
-        self._pod_check_wait[key] = min(2 * wait, POD_CHECK_MAX_SECONDS)
+        wait = state.pod_check_wait or self.deps.settings.pod_check_seconds
+        state.pod_check_wait = min(2 * wait, POD_CHECK_MAX_SECONDS)
 
         def due() -> None:
-            del self._pod_checks[key]
-            task = asyncio.create_task(self._list_pods(key))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            state.pod_check = None
+            self._spawn(self._list_pods(key))
 
-        self._pod_checks[key] = asyncio.get_running_loop().call_later(wait, due)
+        state.pod_check = asyncio.get_running_loop().call_later(wait, due)
 
-    def _pods_moved(self, key: Key) -> None:
+    def _pods_moved(self, state: PipelineState) -> None:
         """A Deployment changed: if one is still unavailable, its pods are listed again
-        within POD_CHECK_SECONDS, not after a wait grown while nothing moved."""
-        self._pod_check_wait.pop(key, None)
-        handle = self._pod_checks.get(key)
+        within the first wait, not after a wait grown while nothing moved."""
+        state.pod_check_wait = None
+        handle = state.pod_check
         now = asyncio.get_running_loop().time()
-        if handle is not None and handle.when() - now > POD_CHECK_SECONDS:
+        if handle is not None and handle.when() - now > self.deps.settings.pod_check_seconds:
             handle.cancel()
-            del self._pod_checks[key]
+            state.pod_check = None
 
     async def _list_pods(self, key: Key) -> None:
         try:
@@ -284,88 +205,84 @@ class Runtime:
             component = (meta.get("labels") or {}).get(naming.COMPONENT_LABEL)
             if component and not meta.get("deletionTimestamp"):
                 by_component.setdefault(component, []).append(slim_pod(pod))
-        self._pods[key] = by_component
+        state = self._pipelines.get(key)
+        if state is not None:
+            state.pods = by_component
         self.trigger(*key, full=False)
 
-    def _drift(self, key: Key) -> bool:
-        """Is a watched child not what the last apply left (deleted, or changed)?"""
-        applied = self._applied.get(key)
-        if applied is None:
-            return False
-        return any(
-            child in applied and seen != applied[child]
-            for child, seen in self._seen.get(key, {}).items()
-        )
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def trigger(
         self, namespace: str, name: str, full: bool = True, delay: float = DEBOUNCE_SECONDS
     ) -> None:
         """Reconcile in ``delay``; many triggers while one waits become one (full wins)."""
         key = (namespace, name)
-        if key in self._queued:
-            self._queued[key] = self._queued[key] or full
-            return
-        self._queued[key] = full
-        task = asyncio.create_task(self._triggered(key, delay))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        if self._state(key).queue(full):
+            self._spawn(self._triggered(key, delay))
 
     async def _triggered(self, key: Key, delay: float) -> None:
         try:
             await asyncio.sleep(delay)
-            async with self._lock(key):
-                full = self._queued.pop(key, True) or self._drift(key) or key not in self._applied
+            async with self._state(key).lock:
+                # Looked up again: a run that forgot the pipeline meanwhile left a fresh
+                # state behind for this one, with the same lock.
+                state = self._state(key)
+                full = state.take()
                 body = await asyncio.to_thread(self.deps.kube.get_pipeline, *key)
                 if body is None:
-                    _forget_ready(key)
-                    self._topic_watch.pop(key, None)
-                    self._known.discard(key)
-                    self._deployments.pop(key, None)
-                    self._applied.pop(key, None)
-                    self._seen.pop(key, None)
-                    self._applied_for.pop(key, None)
-                    self._reconciled.pop(key, None)
-                    self._follow_pods(key, wanted=False)
-                    self._retry_later(key, wanted=False)
-                    await asyncio.to_thread(self.deps.decision_logs.close, key)
+                    await self._forget(key, state)
                     return
                 if body["metadata"].get("deletionTimestamp"):
                     return
                 _log.debug("Running a %s of %s/%s", "reconcile" if full else "refresh", *key)
                 if full:
                     # Set now: the events of this run's own writes are not a change.
-                    self._reconciled[key] = _inputs(body)
-                    outcome = await self._run(body)
+                    state.reconciled = inputs(body)
+                    outcome = await self._run(key, state, body)
                     if outcome.invalid:
                         _log.warning("%s/%s has an invalid spec: %s", *key, outcome.invalid)
-                    self._retry_later(key, outcome.retry)
+                    self._retry_later(key, state, outcome.retry)
                 else:
-                    await self._observe(key, body)
+                    await self._observe(key, state, body)
         except Exception:
-            self._queued.pop(key, None)
+            failed = self._pipelines.get(key)
+            if failed is not None:
+                failed.queued = None
+                self._retry_later(key, failed, wanted=True)
             _log.exception("Reconcile of %s/%s failed", *key)
-            self._retry_later(key, wanted=True)
 
-    def _retry_later(self, key: Key, wanted: bool) -> None:
+    async def _forget(self, key: Key, state: PipelineState) -> None:
+        """The pipeline is gone: its metric, its canary's decision log and its state go."""
+        _forget_ready(key)
+        await asyncio.to_thread(self.deps.decision_logs.close, key)
+        state.cancel_timers()
+        if state.queued is None:
+            del self._pipelines[key]
+        else:  # a run waits on this lock (the pipeline may be back): it starts afresh
+            self._pipelines[key] = PipelineState(lock=state.lock, queued=state.queued)
+
+    def _retry_later(self, key: Key, state: PipelineState, wanted: bool) -> None:
         """The one retry path, whatever started the run: a full reconcile after a backoff
         that grows while runs keep failing (Kafka away, a refused child); reset by a run
         that needs none. An invalid spec is not retried: a new spec is a new run."""
         if not wanted:
-            self._failures.pop(key, None)
-            handle = self._retries.pop(key, None)
-            if handle is not None:
-                handle.cancel()
+            state.failures = 0
+            if state.retry is not None:
+                state.retry.cancel()
+                state.retry = None
             return
-        if key in self._retries:
+        failures = state.retry_wanted()
+        if failures is None:
             return
-        failures = self._failures.get(key, 0)
-        self._failures[key] = failures + 1
 
         def due() -> None:
-            del self._retries[key]
+            state.retry = None
             self.trigger(*key, full=True)
 
-        self._retries[key] = asyncio.get_running_loop().call_later(backoff(failures), due)
+        state.retry = asyncio.get_running_loop().call_later(backoff(failures), due)
 
     async def _report_repairs(self, body: dict[str, Any], repairs: dict[str, str]) -> None:
         for child in repairs:
@@ -378,20 +295,27 @@ class Runtime:
             self.deps.kube.post_event, body, "Normal", "Repaired", message[0].upper() + message[1:]
         )
 
-    def _check_later(self, key: Key) -> None:
-        """One full reconcile in ROLLOUT_CHECK_SECONDS, unless one is already scheduled."""
-        if key in self._checks:
+    def _check_later(self, key: Key, state: PipelineState) -> None:
+        """One full reconcile after settings.rollout_check_seconds, unless one is already
+        scheduled."""
+        if state.rollout_check is not None:
             return
 
         def due() -> None:
-            del self._checks[key]
+            state.rollout_check = None
             self.trigger(*key, full=True)
 
-        self._checks[key] = asyncio.get_running_loop().call_later(ROLLOUT_CHECK_SECONDS, due)
+        state.rollout_check = asyncio.get_running_loop().call_later(
+            self.deps.settings.rollout_check_seconds, due
+        )
 
-    async def _observe(self, key: Key, body: dict[str, Any]) -> None:
+    async def _observe(self, key: Key, state: PipelineState, body: dict[str, Any]) -> None:
         outcome = observe(
-            body, self._deployments.get(key, {}), conditions.now_rfc3339(), self._pods_of(key)
+            body,
+            state.deployments,
+            conditions.now_rfc3339(),
+            state.pods,
+            self.deps.settings.unready_seconds,
         )
         _log.debug(
             "Refreshed %s/%s: %s",
@@ -401,44 +325,33 @@ class Runtime:
             else "unchanged",
         )
         if outcome.status is not None:
-            meta = body["metadata"]
-            await asyncio.to_thread(
-                self.deps.kube.patch_status, meta["namespace"], meta["name"], outcome.status
-            )
+            await asyncio.to_thread(self.deps.kube.patch_status, *key, outcome.status)
         _record_ready(key, outcome.status or body.get("status"))
         metrics.STATUS_REFRESHES.inc()
         if outcome.rollout_active:
-            self._check_later(key)
-        self._follow_pods(key, outcome.pods_wanted)
+            self._check_later(key, state)
+        self._follow_pods(key, state, outcome.pods_wanted)
 
-    async def _run(self, body: dict[str, Any]) -> Outcome:
+    async def _run(self, key: Key, state: PipelineState, body: dict[str, Any]) -> Outcome:
         started = time.monotonic()
-        key = (body["metadata"]["namespace"], body["metadata"]["name"])
         try:
-            outcome = await asyncio.to_thread(reconcile, body, self.deps, self._pods_of(key))
+            outcome = await asyncio.to_thread(reconcile, body, self.deps, state.pods)
         except Exception:
             metrics.RECONCILES.labels("error").inc()
             raise
         finally:
             metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
-        meta = body["metadata"]
-        generation = meta.get("generation")
-        repairs = _repairs(
-            self._applied.get(key),
-            outcome,
+        repairs = state.applied_run(
+            outcome.applied_markers,
+            outcome.created,
+            body["metadata"].get("generation"),
             # A promotion or rollback changes children on purpose: nothing to report.
-            same_spec=self._applied_for.get(key) == generation and not outcome.rollout_changed,
+            on_purpose=outcome.rollout_changed,
         )
-        self._applied[key] = outcome.applied_markers
-        self._applied_for[key] = generation
         if outcome.topic_watch is not None:
-            self._topic_watch[key] = outcome.topic_watch
-        # What we just applied is what the watch will show: not drift.
-        self._seen[key] = dict(outcome.applied_markers)
+            state.topic_watch = outcome.topic_watch
         if outcome.status is not None:
-            await asyncio.to_thread(
-                self.deps.kube.patch_status, meta["namespace"], meta["name"], outcome.status
-            )
+            await asyncio.to_thread(self.deps.kube.patch_status, *key, outcome.status)
         _record_ready(key, outcome.status or body.get("status"))
         if repairs:
             await self._report_repairs(body, repairs)
@@ -455,8 +368,8 @@ class Runtime:
             if event.reason in _ROLLOUT_RESULTS:
                 metrics.ROLLOUTS.labels(_ROLLOUT_RESULTS[event.reason]).inc()
         if outcome.rollout_active:
-            self._check_later(key)
-        self._follow_pods(key, outcome.pods_wanted)
+            self._check_later(key, state)
+        self._follow_pods(key, state, outcome.pods_wanted)
         result = (
             "invalid"
             if outcome.invalid

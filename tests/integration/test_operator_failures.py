@@ -218,6 +218,14 @@ def test_the_operator_exits_with_one_line_when_it_cannot_start(
     assert missing.exit_code == 1
     assert "Cannot start: no Kubernetes credentials" in missing.log_tail(5)
 
+    # A knob it cannot use stops it before it talks to anyone, naming the variable.
+    misset = operator.start(namespace, wait=False, env={"TAILOR_RESYNC_SECONDS": "0"})
+    wait_for(lambda: misset.exit_code is not None, 30, "the misconfigured operator to exit")
+    assert misset.exit_code == 1
+    assert "Cannot start: TAILOR_RESYNC_SECONDS='0': Input should be greater than 0" in (
+        misset.log_tail(5)
+    )
+
     # A ServiceAccount nobody granted anything: authenticated, but not allowed.
     kube.kubectl("create", "serviceaccount", "nobody", "-n", namespace)
     token = kube.kubectl("create", "token", "nobody", "-n", namespace).strip()

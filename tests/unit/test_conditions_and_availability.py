@@ -1,7 +1,7 @@
 """Conditions follow the API conventions; availability is read from a Deployment object."""
 
+from tailor_operator.availability import deployment_availability, pods_wanted
 from tailor_operator.conditions import set_condition
-from tailor_operator.reconcile import deployment_availability, pods_wanted
 
 
 def test_last_transition_time_moves_only_on_a_status_change() -> None:
@@ -74,8 +74,8 @@ def test_missing_deployment() -> None:
 def test_a_recreated_topic_keeps_degraded_for_ten_minutes() -> None:
     from tailor_operator import api
     from tailor_operator.conditions import get
-    from tailor_operator.reconcile import compute_status
     from tailor_operator.resource import Pipeline
+    from tailor_operator.status import compute_status
 
     pipeline = Pipeline.from_body(
         {
@@ -100,7 +100,7 @@ def test_a_recreated_topic_keeps_degraded_for_ten_minutes() -> None:
 
 
 def pod(name: str, ready: bool = False, waiting: str | None = None, since: str = "T", **extra):
-    from tailor_operator.reconcile import slim_pod
+    from tailor_operator.availability import slim_pod
 
     state = {"waiting": {"reason": waiting}} if waiting else {"running": {}}
     return slim_pod(
@@ -156,16 +156,21 @@ def test_a_new_pod_crash_looping_beside_a_ready_old_one_is_failing() -> None:
 
 
 def test_an_unready_pod_fails_only_after_the_grace_period() -> None:
-    from tailor_operator import reconcile
+    from tailor_operator import availability
 
     since = "2026-01-01T10:00:00Z"
     unready = pod("worker-0", since=since)
     early = deployment_availability(deployment(ready=1), [unready], "2026-01-01T10:00:30Z")
     assert (early.reason, early.failing) == ("DeploymentProgressing", False)
-    late_time = f"2026-01-01T10:{int(reconcile.UNREADY_SECONDS // 60) + 1:02d}:00Z"
+    late_time = f"2026-01-01T10:{int(availability.UNREADY_SECONDS // 60) + 1:02d}:00Z"
     late = deployment_availability(deployment(ready=1), [unready], late_time)
     assert (late.reason, late.failing) == ("PodsFailing", True)
     assert "running but not ready" in late.message
+    # The grace period is the operator's setting (TAILOR_UNREADY_SECONDS), passed in.
+    impatient = deployment_availability(
+        deployment(ready=1), [unready], "2026-01-01T10:00:31Z", unready_seconds=30
+    )
+    assert impatient.failing
 
 
 def test_pods_the_replica_set_cannot_create_show_its_reason_at_once() -> None:
@@ -184,7 +189,7 @@ def test_pods_the_replica_set_cannot_create_show_its_reason_at_once() -> None:
 
 
 def test_an_unschedulable_pod_shows_the_schedulers_reason_at_once() -> None:
-    from tailor_operator.reconcile import slim_pod
+    from tailor_operator.availability import slim_pod
 
     pending = slim_pod(
         {

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from tailor_operator.reconcile import Dependencies, reconcile
+from tailor_operator.dependencies import Dependencies
+from tailor_operator.reconcile import reconcile
 from tailor_operator.render import Images
 
 

@@ -2,7 +2,8 @@
 
 import copy
 
-from tailor_operator.runtime import _inputs, backoff
+from tailor_operator.pipeline_state import inputs
+from tailor_operator.runtime import backoff
 
 PIPELINE = {
     "metadata": {
@@ -21,7 +22,7 @@ PIPELINE = {
 def changed(edit) -> bool:
     body = copy.deepcopy(PIPELINE)
     edit(body)
-    return _inputs(body) != _inputs(PIPELINE)
+    return inputs(body) != inputs(PIPELINE)
 
 
 def test_status_writes_and_kubectls_bookkeeping_are_not_changes() -> None:

@@ -46,11 +46,10 @@ _PATHS = {
 
 @dataclass(frozen=True)
 class Applied:
-    """What one apply did: the object as stored, and whether it was created or changed."""
+    """What one apply did: the object as stored, and whether it was created."""
 
     object: dict[str, Any]
     created: bool
-    changed: bool
 
 
 class KubeAdapter:
@@ -109,9 +108,8 @@ class KubeAdapter:
         prefix, plural = _PATHS[(child.api_version, child.kind)]
         return f"{prefix}/namespaces/{namespace}/{plural}/{child.name}"
 
-    def apply(self, pipeline: Pipeline, child: Child, known_version: str | None = None) -> Applied:
-        """Server-side apply under Tailor's field manager, owned by the pipeline.
-        ``known_version``: the resourceVersion the last apply left, to tell a change."""
+    def apply(self, pipeline: Pipeline, child: Child) -> Applied:
+        """Server-side apply under Tailor's field manager, owned by the pipeline."""
         assert child.manifest is not None
         key = (pipeline.namespace, child.key)
         if child.replicas_floor is not None and key not in self._handed_over:
@@ -136,11 +134,7 @@ class KubeAdapter:
             self._handed_over.discard(key)
         elif not owns_replicas(after):
             self._handed_over.add(key)
-        return Applied(
-            object=after,
-            created=created,
-            changed=created or known_version != after["metadata"]["resourceVersion"],
-        )
+        return Applied(object=after, created=created)
 
     def _server_side_apply(
         self, path: str, manifest: dict[str, Any]

@@ -13,16 +13,26 @@ from typing import Any, Literal
 
 from tailor_operator import api, naming
 from tailor_operator.resource import Pipeline
-from tailor_pipeline import settings as program
+from tailor_pipeline.settings import (
+    CONFIG_KEY,
+    CONFIG_MOUNT,
+    FeatureSettings,
+    KafkaSettings,
+    ModelRef,
+    PipelineSettings,
+    ScorerSettings,
+    TopicNames,
+    WorkerSettings,
+)
 
-CA_FILE = f"{program.CONFIG_MOUNT}/kafka-ca/ca.crt"
+CA_FILE = f"{CONFIG_MOUNT}/kafka-ca/ca.crt"
 # Who reads a settings file: the workers, the stable scorers, the canary scorers.
 Reader = Literal["stream-worker", "scorer", "scorer-canary"]
 # The model a scorer's settings name: "spec" for the spec's (the default), else this one.
 ModelChoice = api.ModelSpec | Literal["spec"] | None
 
 
-def pipeline_settings(pipeline: Pipeline, model: ModelChoice = "spec") -> program.PipelineSettings:
+def pipeline_settings(pipeline: Pipeline, model: ModelChoice = "spec") -> PipelineSettings:
     """The programs' settings; ``model``: what the scorer serves (a rollout may hold the
     stable scorers on another version than the spec's)."""
     spec = pipeline.spec
@@ -30,36 +40,36 @@ def pipeline_settings(pipeline: Pipeline, model: ModelChoice = "spec") -> progra
     if model == "spec":
         model = spec.scorer.model
     has_ca = kafka.auth_secret_ref is not None and kafka.security_protocol.endswith("SSL")
-    return program.PipelineSettings(
+    return PipelineSettings(
         namespace=pipeline.namespace,
         pipeline=pipeline.name,
-        kafka=program.KafkaSettings(
+        kafka=KafkaSettings(
             bootstrap_servers=kafka.bootstrap_servers,
             security_protocol=kafka.security_protocol,
             sasl_mechanism=kafka.sasl_mechanism,
             ca_file=CA_FILE if has_ca else None,
         ),
-        topics=program.TopicNames(
+        topics=TopicNames(
             events=pipeline.topic_name("events"),
             profiles=pipeline.topic_name("profiles"),
             trending=pipeline.topic_name("trending"),
             decisions=pipeline.topic_name("decisions"),
             dead_letter=pipeline.topic_name("dead-letter"),
         ),
-        features=program.FeatureSettings(
+        features=FeatureSettings(
             half_life_s=api.parse_duration(spec.features.half_life),
             recent_items=spec.features.recent_items,
             event_weights=dict(spec.features.event_weights),
             seen_event_types=tuple(spec.features.seen_event_types),
         ),
-        worker=program.WorkerSettings(
+        worker=WorkerSettings(
             group_id=naming.consumer_group(pipeline.namespace, pipeline.name),
             transaction_interval_ms=spec.stream_worker.transaction_interval_ms,
             transaction_max_events=spec.stream_worker.transaction_max_events,
         ),
-        scorer=program.ScorerSettings(
+        scorer=ScorerSettings(
             http_port=spec.scorer.port,
-            model=program.ModelRef(**model.model_dump()) if model else None,
+            model=ModelRef(**model.model_dump()) if model else None,
             default_k=spec.decision.default_k,
             epsilon=spec.decision.exploration.epsilon,
             fallback=spec.decision.fallback,
@@ -71,7 +81,7 @@ def pipeline_settings(pipeline: Pipeline, model: ModelChoice = "spec") -> progra
 
 def program_settings(
     pipeline: Pipeline, reader: Reader, model: ModelChoice = "spec"
-) -> program.PipelineSettings:
+) -> PipelineSettings:
     """The settings file of one program: without the other program's section."""
     settings = pipeline_settings(pipeline, model if reader != "stream-worker" else None)
     unread = "scorer" if reader == "stream-worker" else "worker"
@@ -104,5 +114,5 @@ def desired_config_map(
         },
         # Never edited: a new version of the settings is a new ConfigMap.
         "immutable": True,
-        "data": {program.CONFIG_KEY: config_json(pipeline, reader, model)},
+        "data": {CONFIG_KEY: config_json(pipeline, reader, model)},
     }

@@ -9,7 +9,11 @@ from tailor_operator import api, naming
 from tailor_operator.render.config import ModelChoice, Reader, config_hash, config_map_name
 from tailor_operator.resource import Pipeline
 from tailor_operator.rollout import Served
-from tailor_pipeline import settings as program
+from tailor_pipeline.settings import (
+    CONFIG_ENV,
+    CONFIG_KEY,
+    CONFIG_MOUNT,
+)
 
 WORKER_HTTP_PORT = 8081
 NON_ROOT_UID = 65532
@@ -27,17 +31,17 @@ class Images:
     scorer: str
 
 
-def _workload(pipeline: Pipeline, component: naming.Component) -> api.WorkloadSpec:
+def _workload(pipeline: Pipeline, component: naming.Workload) -> api.WorkloadSpec:
     spec = pipeline.spec
     return spec.stream_worker if component == "stream-worker" else spec.scorer
 
 
-def _autoscaled(pipeline: Pipeline, component: naming.Component) -> bool:
+def _autoscaled(pipeline: Pipeline, component: naming.Workload) -> bool:
     # Suspended pipelines drop their HPAs: an HPA cannot hold a Deployment at zero.
     return _workload(pipeline, component).autoscaling is not None and not pipeline.spec.suspend
 
 
-def _resources(workload: api.WorkloadSpec, component: naming.Component) -> dict[str, Any]:
+def _resources(workload: api.WorkloadSpec, component: naming.Workload) -> dict[str, Any]:
     if workload.resources is None:
         return DEFAULT_RESOURCES[component]
     return workload.resources.model_dump(exclude_defaults=True)
@@ -45,7 +49,7 @@ def _resources(workload: api.WorkloadSpec, component: naming.Component) -> dict[
 
 def _env(pipeline: Pipeline, config_key: str) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [
-        {"name": program.CONFIG_ENV, "value": f"{program.CONFIG_MOUNT}/{config_key}"},
+        {"name": CONFIG_ENV, "value": f"{CONFIG_MOUNT}/{config_key}"},
         # Static group membership and logs name the pod, so a restart keeps its partitions.
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
     ]
@@ -69,7 +73,7 @@ def _volumes(
         {"name": "tmp", "emptyDir": {}},
     ]
     mounts: list[dict[str, Any]] = [
-        {"name": "config", "mountPath": program.CONFIG_MOUNT, "readOnly": True},
+        {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
         {"name": "tmp", "mountPath": "/tmp"},
     ]
     kafka = pipeline.spec.kafka
@@ -85,7 +89,7 @@ def _volumes(
             }
         )
         mounts.append(
-            {"name": "kafka-ca", "mountPath": f"{program.CONFIG_MOUNT}/kafka-ca", "readOnly": True}
+            {"name": "kafka-ca", "mountPath": f"{CONFIG_MOUNT}/kafka-ca", "readOnly": True}
         )
     return volumes, mounts
 
@@ -101,7 +105,7 @@ def _probe(path: str, port: str, period: int, failures: int) -> dict[str, Any]:
 
 def _deployment(
     pipeline: Pipeline,
-    component: naming.Component,
+    component: naming.Workload,
     image: str,
     args: list[str],
     port: int,
@@ -144,7 +148,7 @@ def _deployment(
                         "image": workload.image or image,
                         "args": args,
                         "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
-                        "env": _env(pipeline, program.CONFIG_KEY),
+                        "env": _env(pipeline, CONFIG_KEY),
                         "resources": _resources(workload, component),
                         "volumeMounts": mounts,
                         "livenessProbe": _probe("/healthz", "http", 10, 3),
@@ -324,7 +328,7 @@ def _hpa_behavior(autoscaling: api.AutoscalingSpec) -> dict[str, Any]:
 
 
 def _replica_bounds(
-    pipeline: Pipeline, component: naming.Component, events_partitions: int
+    pipeline: Pipeline, component: naming.Workload, events_partitions: int
 ) -> tuple[int, int] | None:
     """The HPA's (min, max); None when autoscaling is off or the pipeline is suspended.
     ``events_partitions``: what the events topic has or is about to have; a worker beyond
@@ -339,7 +343,7 @@ def _replica_bounds(
 
 
 def replicas_floor(
-    pipeline: Pipeline, component: naming.Component, events_partitions: int
+    pipeline: Pipeline, component: naming.Workload, events_partitions: int
 ) -> int | None:
     """With an HPA: the least replicas the Deployment keeps when the HPA takes it over."""
     bounds = _replica_bounds(pipeline, component, events_partitions)
@@ -347,7 +351,7 @@ def replicas_floor(
 
 
 def desired_hpa(
-    pipeline: Pipeline, component: naming.Component, events_partitions: int
+    pipeline: Pipeline, component: naming.Workload, events_partitions: int
 ) -> dict[str, Any] | None:
     """None when autoscaling is off or the pipeline is suspended: the HPA must not exist."""
     bounds = _replica_bounds(pipeline, component, events_partitions)
@@ -371,7 +375,7 @@ def desired_hpa(
     }
 
 
-def desired_pdb(pipeline: Pipeline, component: naming.Component) -> dict[str, Any]:
+def desired_pdb(pipeline: Pipeline, component: naming.Workload) -> dict[str, Any]:
     name = naming.workload(pipeline.name, component)
     return {
         "apiVersion": "policy/v1",
