@@ -23,7 +23,9 @@ scorer ranks is the load it can rank within the budget: admitted requests keep t
 latency and the excess still gets an answer. An all-or-nothing switch (the first design)
 made the queue swing: everything degraded, the queue drained, everything ranked, the queue
 grew, and the admitted p99 was that swing. Only when degrading every request is not enough
-does a shed share grow the same way; a wait of ``shed_after_ms`` sheds everything. A client
+does a shed share grow the same way, and only while requests keep arriving (a host busy
+with other processes delays the probe too, and refusing a trickle of requests would not
+shorten that wait); a wait of ``shed_after_ms`` sheds everything. A client
 that sends a deadline (``X-Tailor-Deadline-Ms``) is refused at once when the wait alone
 would exceed it.
 """
@@ -86,14 +88,19 @@ class Shares:
     shed: float = 0.0
 
 
-def adjusted(shares: Shares, sustained_ms: float, limits: Limits) -> Shares:
+def adjusted(shares: Shares, sustained_ms: float, limits: Limits, queued: bool = True) -> Shares:
     """The shares after one probe saw ``sustained_ms`` (pure). Shedding starts only once
-    every request is degraded, and stops before any is ranked again."""
+    every request is degraded, and stops before any is ranked again. ``queued``: requests
+    kept arriving while the loop was late, so the wait is theirs; when it is not (a few
+    requests a second on a host busy with other processes, which delay the probe as much),
+    refusing requests cannot shorten it: they are degraded at most, never shed."""
     if sustained_ms >= limits.shed_after_ms:
-        return Shares(1.0, 1.0)
+        return Shares(1.0, 1.0) if queued else replace(shares, degrade=1.0)
     if sustained_ms >= limits.degrade_after_ms:
         if shares.degrade < 1.0:
             return replace(shares, degrade=min(1.0, shares.degrade + STEP_UP))
+        if not queued:
+            return shares
         return replace(shares, shed=min(1.0, shares.shed + STEP_UP))
     if sustained_ms < limits.degrade_after_ms / 2:
         if shares.shed > 0.0:
@@ -144,6 +151,8 @@ class Admission:
         # What each share owes (_shared).
         self._owed_degrade = self._owed_shed = 0.0
         self._recent: collections.deque[float] = collections.deque(maxlen=self.SUSTAINED_PROBES)
+        # Requests that arrived during each of those probes.
+        self._arrived: collections.deque[int] = collections.deque(maxlen=self.SUSTAINED_PROBES)
         self._requests = 0
         self._probing = False
         self._task: asyncio.Task[None] | None = None
@@ -213,17 +222,21 @@ class Admission:
                 seen, last_request = self._requests, loop.time()
             elif loop.time() - last_request >= self.IDLE_SECONDS:
                 break
-            due = loop.time() + PROBE_SECONDS
+            due, before = loop.time() + PROBE_SECONDS, self._requests
             await asyncio.sleep(PROBE_SECONDS)
             self.ms = max(0.0, (loop.time() - due) * 1000.0)
             self._recent.append(self.ms)
+            self._arrived.append(self._requests - before)
             if len(self._recent) == self._recent.maxlen:
                 # The median of the last three: one late probe (a stall) does not move it.
                 self.sustained_ms = sorted(self._recent)[len(self._recent) // 2]
-                self._set(adjusted(self.shares, self.sustained_ms, self.limits))
+                # At least a request per probe on average: the queue is made of requests.
+                queued = sum(self._arrived) >= len(self._arrived)
+                self._set(adjusted(self.shares, self.sustained_ms, self.limits, queued))
         # Idle: nothing waits, and the next request starts from a clean slate.
         self.ms = self.sustained_ms = 0.0
         self._recent.clear()
+        self._arrived.clear()
         self._set(Shares())
         self._owed_degrade = self._owed_shed = 0.0
         self._probing = False

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from tailor_pipeline.admission import (
+    PROBE_SECONDS,
     STEP_DOWN,
     STEP_UP,
     Admission,
@@ -37,6 +38,21 @@ LIMITS = Limits(degrade_after_ms=3.0, shed_after_ms=50.0)
 )
 def test_the_shares_follow_the_wait(before: Shares, sustained_ms: float, after: Shares) -> None:
     assert adjusted(before, sustained_ms, LIMITS) == pytest.approx(after)
+
+
+@pytest.mark.parametrize(
+    ("before", "sustained_ms", "after"),
+    [
+        (Shares(), 3.0, Shares(STEP_UP, 0.0)),  # a slow loop still degrades ...
+        (Shares(1.0), 4.0, Shares(1.0)),  # ... but a trickle of requests is never shed
+        (Shares(0.2), 50.0, Shares(1.0)),  # however late the loop is
+        (Shares(1.0, 0.5), 1.0, Shares(1.0, 0.5 - STEP_DOWN)),  # a shed share still drains
+    ],
+)
+def test_a_wait_not_made_of_requests_degrades_and_never_sheds(
+    before: Shares, sustained_ms: float, after: Shares
+) -> None:
+    assert adjusted(before, sustained_ms, LIMITS, queued=False) == pytest.approx(after)
 
 
 def test_the_degraded_share_settles_where_the_ranked_load_fits() -> None:
@@ -192,3 +208,20 @@ def test_a_wait_that_stays_degrades_and_an_idle_scorer_stops_probing() -> None:
     degraded, probing, stopped, shares = asyncio.run(loaded_then_idle())
     assert degraded > 0.0
     assert (probing, stopped, shares) == (True, True, Shares())
+
+
+def test_a_loop_held_up_by_something_else_degrades_but_sheds_nothing() -> None:
+    """The probe sees the loop 60 ms late again and again, with one request in all that
+    time: the host is busy, not the scorer; refusing that request would not help."""
+
+    async def stalled() -> Shares:
+        admission = Admission(LIMITS)
+        admission.start()
+        for _ in range(6):  # 0.4 s: within IDLE_SECONDS of that one request
+            time.sleep(0.06)
+            await asyncio.sleep(PROBE_SECONDS)
+        return admission.shares
+
+    shares = asyncio.run(stalled())
+    assert shares.degrade == 1.0
+    assert shares.shed == 0.0
