@@ -32,13 +32,12 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from measure import percentile, rss_mb
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from tailor_localenv.kafka import KafkaBroker
+from tailor_operator import conditions
+from tailor_operator.adapters.decision_log import DecisionLogs
+from tailor_pipeline import decisions, events
 
-from tailor_localenv.kafka import KafkaBroker  # noqa: E402
-from tailor_operator import conditions  # noqa: E402
-from tailor_operator.adapters.decision_log import DecisionLogs  # noqa: E402
-from tailor_pipeline import decisions, events  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 DECISIONS, EVENTS = "bench.canary.decisions", "bench.canary.events"
 ATTRIBUTION_MS = 5 * 60 * 1000  # spec.scorer.rollout.canary.attributionWindow's default

@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime
 import json
 import subprocess
-import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -101,7 +100,6 @@ def write_repo(
 @contextmanager
 def serving(repo: Path, bin_dir: Path, port: int, core: str, log_dir: Path) -> Iterator[str]:
     """``feast serve`` on ``core``; yields the lookup URL once it answers."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from tailor_localenv.processes import ManagedProcess, http_get
 
     server = ManagedProcess(

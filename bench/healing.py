@@ -38,11 +38,8 @@ from measure import percentile, seconds_to_recreate
 
 from tailor_localenv.kafka import KafkaBroker
 from tailor_localenv.kube import ControlPlane
-from tailor_localenv.processes import ManagedProcess, free_port, http_ok
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-from tests.pipeline_env import serve_traffic  # noqa: E402
+from tailor_localenv.pipelines import serve_traffic
+from tailor_localenv.tailor import install_crds, start_operator
 
 TINY = {"requests": {"cpu": "10m", "memory": "16Mi"}}
 NAMESPACE = "heal"
@@ -221,34 +218,18 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="tailor-bench-"))
     with ControlPlane(nodes=4) as control_plane, KafkaBroker() as broker:
         kubectl = control_plane.kubectl_command()
-        subprocess.run(
-            [*kubectl, "apply", "--server-side", "-f", str(REPO / "crds")],
-            check=True,
-            capture_output=True,
-        )
+        install_crds(kubectl)
         subprocess.run(
             [*kubectl, "create", "namespace", NAMESPACE], check=True, capture_output=True
         )
-        port = free_port()
-        operator = ManagedProcess(
-            "tailor-operator",
-            [
-                sys.executable,
-                "-m",
-                "tailor_operator",
-                f"--namespace={NAMESPACE}",
-                f"--liveness=http://127.0.0.1:{port}/healthz",
-                "--metrics-port=0",
-            ],
+        operator = start_operator(
+            control_plane.kubeconfig,
             work,
-            env={
-                **os.environ,
-                "KUBECONFIG": str(control_plane.kubeconfig),
-                "TAILOR_ROLLOUT_CHECK_SECONDS": check_seconds,
-            },
-        ).start()
+            f"--namespace={NAMESPACE}",
+            "--metrics-port=0",
+            env={"TAILOR_ROLLOUT_CHECK_SECONDS": check_seconds},
+        )
         try:
-            operator.wait_healthy(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), 60, "live")
             manifests = [pipeline(f"p{i:03d}", broker.bootstrap_servers) for i in range(pipelines)]
             subprocess.run(
                 [*kubectl, "apply", "-f", "-"],

@@ -24,7 +24,6 @@ import json
 import math
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -40,10 +39,10 @@ from operator_floor import run_floor
 
 from tailor_localenv.kafka import KafkaBroker
 from tailor_localenv.kube import ControlPlane
-from tailor_localenv.processes import ManagedProcess, free_port, http_get, http_ok
+from tailor_localenv.processes import free_port, http_get
+from tailor_localenv.tailor import install_crds, start_operator
 from tailor_operator.adapters.kafka_admin import KafkaAdmin
 
-REPO = Path(__file__).resolve().parents[1]
 TINY = {"requests": {"cpu": "10m", "memory": "16Mi"}}
 
 
@@ -220,29 +219,17 @@ def main() -> int:
     nodes = max(4, math.ceil(pods / 100) + 1)
     with ControlPlane(nodes=nodes) as control_plane, KafkaBroker() as broker:
         control_plane_kubectl = control_plane.kubectl_command()
-        subprocess.run(
-            [*control_plane_kubectl, "apply", "--server-side", "-f", str(REPO / "crds")],
-            check=True,
-            capture_output=True,
-        )
+        install_crds(control_plane_kubectl)
         floors = measure_floors(control_plane, broker.bootstrap_servers, sizes)
-        port, metrics_port = free_port(), free_port()
-        operator = ManagedProcess(
-            "tailor-operator",
-            [
-                sys.executable,
-                "-m",
-                "tailor_operator",
-                "--all-namespaces",
-                f"--liveness=http://127.0.0.1:{port}/healthz",
-                f"--metrics-port={metrics_port}",
-                *(["--verbose"] if os.environ.get("TAILOR_BENCH_VERBOSE") else []),
-            ],
+        metrics_port = free_port()
+        operator = start_operator(
+            control_plane.kubeconfig,
             work,
-            env={**os.environ, "KUBECONFIG": str(control_plane.kubeconfig)},
-        ).start()
+            "--all-namespaces",
+            f"--metrics-port={metrics_port}",
+            *(["--verbose"] if os.environ.get("TAILOR_BENCH_VERBOSE") else []),
+        )
         try:
-            operator.wait_healthy(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), 60, "live")
             assert operator.pid is not None
             with control_plane.api_client() as api:
                 # One pipeline first, not reported: the broker's and the operator's first

@@ -59,14 +59,13 @@ import feast_peer
 import scale_data
 from measure import core_busy_seconds, histogram, percentile, rss_mb
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from tailor_localenv import cache
+from tailor_localenv.bootstrap import locate
+from tailor_localenv.kafka import KafkaBroker
+from tailor_localenv.pipelines import create_pipeline, produce_all
+from tailor_localenv.processes import ManagedProcess, free_port, http_get
 
-from tailor_localenv import cache  # noqa: E402
-from tailor_localenv.bootstrap import locate  # noqa: E402
-from tailor_localenv.kafka import KafkaBroker  # noqa: E402
-from tailor_localenv.processes import ManagedProcess, free_port, http_get  # noqa: E402
-from tests.pipeline_env import create_pipeline, produce_all  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 SCORER_CORE, LOAD_CORE = "1", "0"
 P99_BUDGET_MS = 5.0

@@ -51,17 +51,15 @@ import quix_peer
 from confluent_kafka import OFFSET_END, Consumer, KafkaException, Producer, TopicPartition
 from measure import cpu_seconds, histogram, percentile, rss_mb
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from tailor_localenv import cache
+from tailor_localenv.kafka import KafkaBroker
+from tailor_localenv.pipelines import Workers, create_pipeline, produce_all, producer
+from tailor_localenv.processes import ManagedProcess, free_port, http_get, ready_on, wait_for
+from tailor_pipeline import events, profile_codec
+from tailor_pipeline.events import ClickEvent
+from tailor_pipeline.features import Profile, update_profile
 
-from tailor_localenv import cache  # noqa: E402
-from tailor_localenv.kafka import KafkaBroker  # noqa: E402
-from tailor_localenv.processes import ManagedProcess, free_port, http_get, ready_on  # noqa: E402
-from tailor_pipeline import events, profile_codec  # noqa: E402
-from tailor_pipeline.events import ClickEvent  # noqa: E402
-from tailor_pipeline.features import Profile, update_profile  # noqa: E402
-from tests.helpers import wait_for  # noqa: E402
-from tests.pipeline_env import Workers, create_pipeline, produce_all, producer  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 TYPES = ["view", "view", "view", "click", "click", "add_to_cart", "purchase"]
 

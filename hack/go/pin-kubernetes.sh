@@ -3,7 +3,7 @@
 # k8s.io/kubernetes maps its staging modules to ./staging with replace directives,
 # so `go install k8s.io/kubernetes/...@vX` is refused (golang/go#44840); this wrapper
 # module requires it and points every staging module at its published v0.Y.Z instead.
-# Usage: hack/go/pin-kubernetes.sh 1.35.4   (then bump KUBERNETES_VERSION in hack/tailor_localenv/versions.py)
+# Usage: hack/go/pin-kubernetes.sh 1.35.4   (then bump KUBERNETES_VERSION in localenv/tailor_localenv/versions.py)
 set -euo pipefail
 kv=${1:?usage: pin-kubernetes.sh 1.MINOR.PATCH}
 sv="0.${kv#1.}"

@@ -67,36 +67,10 @@ def _cmd_verify(_: argparse.Namespace) -> int:
     return 0
 
 
-def _apply_crds(kubectl: list[str], crd_dir: Path) -> list[str]:
-    files = sorted(crd_dir.glob("*.yaml"))
-    if not files:
-        return []
-    for path in files:
-        subprocess.run(
-            [*kubectl, "apply", "--server-side", "-f", str(path)],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-    names = [p.name.removesuffix(".yaml") for p in files]
-    subprocess.run(
-        [
-            *kubectl,
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            *[f"crd/{n}" for n in names],
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return names
-
-
 def _cmd_up(args: argparse.Namespace) -> int:
     from tailor_localenv import real_node as real_node_mod
     from tailor_localenv.environment import LocalEnvironment
+    from tailor_localenv.tailor import install_crds
 
     run_dir = cache.cache_root() / "run"
     # A previous `up` that was SIGKILLed leaves its data behind; its processes died with it.
@@ -121,7 +95,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
         broker = env.kafka()
         node = env.real_node() if args.real_node else None
         kubectl = control_plane.kubectl_command()
-        crds = _apply_crds(kubectl, args.crds)
+        crds = install_crds(kubectl, args.crds)
         if crds:
             say(f"installed CRDs: {', '.join(crds)}")
         env_file = run_dir / "env.sh"

@@ -29,7 +29,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -49,6 +48,7 @@ from tailor_localenv.images import Images
 from tailor_localenv.kube import ControlPlane
 from tailor_localenv.processes import ManagedProcess, free_port
 from tailor_localenv.progress import say
+from tailor_localenv.tailor import install_crds, start_operator
 from tailor_pipeline import events
 from tailor_pipeline.events import ClickEvent
 from tailor_pipeline.generator import DAY_MS
@@ -169,20 +169,18 @@ def _frame(
 def _start_operator(
     control_plane: ControlPlane, work: Path, images: Images | None
 ) -> ManagedProcess:
-    env = {**os.environ, "KUBECONFIG": str(control_plane.kubeconfig)}
+    env = {}
     if images is not None:
         env["TAILOR_STREAM_WORKER_IMAGE"] = images.stream_worker
         env["TAILOR_SCORER_IMAGE"] = images.scorer
-    return ManagedProcess(
-        "tailor-operator",
-        [
-            sys.executable,
-            *("-m", "tailor_operator", "-n", NAMESPACE, "--liveness=off", "--metrics-port=0"),
-            *(["--verbose"] if os.environ.get("TAILOR_DEMO_VERBOSE") else []),
-        ],
+    return start_operator(
+        control_plane.kubeconfig,
         work / "logs",
+        *("-n", NAMESPACE, "--metrics-port=0"),
+        *(["--verbose"] if os.environ.get("TAILOR_DEMO_VERBOSE") else []),
         env=env,
-    ).start()
+        wait=False,
+    )
 
 
 def run_demo(
@@ -218,12 +216,7 @@ def run_demo(
             f"export PATH={control_plane.binary('kubectl').parent}:$PATH\n"
         )
         say(f"in another terminal: source {env_file}; kubectl get ppl,deploy,pods -n {NAMESPACE}")
-        _kubectl(kubectl, "apply", "--server-side", "-f", str(REPO_ROOT / "crds"))
-        _kubectl(
-            kubectl,
-            *("wait", "--for=condition=Established", "--timeout=60s"),
-            "crd/personalizationpipelines.tailor.dev",
-        )
+        install_crds(kubectl)
         if node is not None:
             assert env.network is not None
             models = _ModelServer(work / "models", env.network.gateway)

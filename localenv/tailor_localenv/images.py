@@ -47,7 +47,7 @@ _SOURCES = (
     "pipeline_images/tailor_pipeline",
     "pipeline_images/Dockerfile",
     "pipeline_images/requirements.py",
-    "hack/tailor_localenv",
+    "localenv/tailor_localenv",
 )
 
 

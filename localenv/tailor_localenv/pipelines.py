@@ -156,7 +156,7 @@ class Workers:
     def ready(self, instance: str) -> bool:
         return ready_on(self.ports[instance])
 
-    def metrics(self, instance: str) -> str:
+    def metrics(self, instance: str) -> bytes:
         _, body = http_get(f"http://127.0.0.1:{self.ports[instance]}/metrics")
         return body
 
@@ -221,7 +221,7 @@ def serve_traffic(
     """Write the decisions and clicks of several model versions (version, requests, knobs
     of scorer_traffic) to a pipeline's topics."""
     for seed, (version, requests, knobs) in enumerate(arms):
-        logged, clicks = scorer_traffic(version, requests, seed=seed, **knobs)  # type: ignore[arg-type]
+        logged, clicks = scorer_traffic(version, requests, seed=seed, **knobs)
         # Clicks first: whenever the operator sees a decision, it can see its click too.
         produce_all(bootstrap, f"{namespace}.{pipeline}.events", clicks)
         produce_all(bootstrap, f"{namespace}.{pipeline}.decisions", logged)

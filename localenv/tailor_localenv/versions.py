@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-HACK_DIR = Path(__file__).resolve().parent.parent
+HACK_DIR = Path(__file__).resolve().parents[2] / "hack"
 GO_DIR = HACK_DIR / "go"
 KAFKA_POM = HACK_DIR / "kafka" / "pom.xml"
 

@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import wait_for
+from tailor_localenv.processes import wait_for
 
 # Real pods share two cores: request little so that every test's pods fit at once.
 SMALL = {"requests": {"cpu": "50m", "memory": "96Mi"}}

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from tailor_localenv.processes import wait_for
 from tests.e2e.real_pods import (
     SteadyTraffic,
     decide_url,
@@ -16,7 +17,6 @@ from tests.e2e.real_pods import (
     start_in_real_pods,
     wait_pipeline_ready,
 )
-from tests.helpers import wait_for
 
 pytestmark = pytest.mark.slow
 

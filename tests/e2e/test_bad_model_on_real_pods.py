@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from tailor_localenv.processes import wait_for
 from tailor_pipeline.generator import GeneratorSettings, stream
 from tailor_pipeline.train import train, write_model
 from tests.e2e.real_pods import (
@@ -18,7 +19,6 @@ from tests.e2e.real_pods import (
     start_in_real_pods,
     wait_pipeline_ready,
 )
-from tests.helpers import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
+from tailor_localenv.pipelines import produce_all
+from tailor_localenv.processes import wait_for
 from tailor_pipeline import events
 from tailor_pipeline.generator import GeneratorSettings, stream
 from tailor_pipeline.train import TrainingSettings, train, write_model
 from tests.e2e.real_pods import get, pipeline, serve_model
-from tests.helpers import wait_for
 from tests.integration.test_chart import CHART, helm
-from tests.pipeline_env import produce_all
 
 pytestmark = pytest.mark.slow
 

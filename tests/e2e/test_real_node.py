@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from tests.helpers import wait_for
+from tailor_localenv.processes import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from tailor_localenv.processes import wait_for
 from tailor_operator.render.workloads import SCORER_DRAIN_SECONDS
 from tailor_pipeline.generator import GeneratorSettings, stream
 from tailor_pipeline.train import train, write_model
@@ -21,7 +22,6 @@ from tests.e2e.real_pods import (
     start_in_real_pods,
     wait_pipeline_ready,
 )
-from tests.helpers import wait_for
 from tests.integration.test_operator import wait_condition
 
 pytestmark = pytest.mark.slow

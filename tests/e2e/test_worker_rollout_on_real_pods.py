@@ -11,10 +11,10 @@ import pytest
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from tailor_localenv.pipelines import produce_all
+from tailor_localenv.processes import wait_for
 from tailor_pipeline import events
 from tests.e2e.real_pods import get, pipeline, start_in_real_pods, wait_pipeline_ready
-from tests.helpers import wait_for
-from tests.pipeline_env import produce_all
 
 pytestmark = pytest.mark.slow
 SESSION_TIMEOUT_S = 15.0  # the worker's default session.timeout.ms

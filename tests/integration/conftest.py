@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -14,7 +12,8 @@ import pytest
 import yaml
 from kubernetes import client
 
-from tailor_localenv.processes import ManagedProcess, free_port, http_ok
+from tailor_localenv.processes import ManagedProcess
+from tailor_localenv.tailor import install_crds, start_operator
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -31,14 +30,8 @@ def namespace(kube) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def crd(kube) -> str:
     """The checked-in CRD, installed and Established."""
-    kube.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    kube.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/personalizationpipelines.tailor.dev",
-    )
-    return "personalizationpipelines.tailor.dev"
+    (name,) = install_crds(kube.control_plane.kubectl_command())
+    return name
 
 
 @dataclass
@@ -58,31 +51,22 @@ class OperatorRunner:
         kubeconfig: str | None = None,
         env: dict[str, str] | None = None,
     ) -> ManagedProcess:
-        port = free_port()
-        proc = ManagedProcess(
-            f"tailor-operator-{len(self.processes)}",
-            [
-                sys.executable,
-                "-m",
-                "tailor_operator",
-                *[f"--namespace={ns}" for ns in namespaces],
-                f"--liveness=http://127.0.0.1:{port}/healthz",
-                "--metrics-port=0",
-                "--verbose",
-                *extra,
-            ],
+        proc = start_operator(
+            kubeconfig or self.kube.kubeconfig,
             self.log_dir,
+            *[f"--namespace={ns}" for ns in namespaces],
+            "--metrics-port=0",
+            "--verbose",
+            *extra,
             env={
-                **os.environ,
-                "KUBECONFIG": kubeconfig or self.kube.kubeconfig,
                 "TAILOR_RESYNC_SECONDS": str(resync_seconds),
                 "TAILOR_DELETE_RETRIES": "3",
                 **(env or {}),
             },
-        ).start()
+            name=f"tailor-operator-{len(self.processes)}",
+            wait=wait,
+        )
         self.processes.append(proc)
-        if wait:
-            proc.wait_healthy(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), 60, "live")
         return proc
 
     def stop_all(self) -> None:

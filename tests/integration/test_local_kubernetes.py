@@ -6,7 +6,7 @@ import json
 
 from kubernetes import client
 
-from tests.helpers import wait_for
+from tailor_localenv.processes import wait_for
 
 DEPLOYMENT = """\
 apiVersion: apps/v1

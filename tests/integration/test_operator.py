@@ -12,8 +12,7 @@ import yaml
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
 from tailor_localenv.kafka import KafkaBroker
-from tailor_localenv.processes import free_port, http_get
-from tests.helpers import wait_for
+from tailor_localenv.processes import free_port, http_get, wait_for
 from tests.integration.conftest import REPO, read_example
 
 ROLES = ("events", "profiles", "trending", "decisions", "dead-letter")
@@ -693,7 +692,7 @@ def test_a_topic_deleted_behind_the_operators_back_is_recreated_and_reported(
 def test_a_crash_looping_scorer_shows_its_reason_and_recovers(kube, kafka, operator, namespace):
     operator.start(namespace)
     manifest = minimal(kafka)
-    # KWOK plays a crash loop for pods with this label (hack/tailor_localenv/kwok-stages.yaml).
+    # KWOK plays a crash loop for pods with this label (localenv/tailor_localenv/kwok-stages.yaml).
     manifest["spec"]["scorer"] = {"podLabels": {"sim.tailor.dev/mode": "crashloop"}}
     apply(kube, namespace, manifest)
     failing = wait_condition(kube, namespace, "storefront", "ScorerAvailable", "PodsFailing")

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from tests.helpers import wait_for
+from tailor_localenv.processes import wait_for
 from tests.integration.test_operator import (
     apply,
     condition,

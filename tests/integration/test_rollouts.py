@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import wait_for
+from tailor_localenv.pipelines import serve_traffic
+from tailor_localenv.processes import wait_for
 from tests.integration.test_operator import (
     apply,
     condition,
@@ -21,7 +22,6 @@ from tests.integration.test_operator import (
     mounted_config,
     wait_ready,
 )
-from tests.pipeline_env import serve_traffic
 
 NAME = "storefront"
 FAST = {"TAILOR_ROLLOUT_CHECK_SECONDS": "1"}

@@ -10,13 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from tailor_localenv.processes import ManagedProcess, free_port, http_get, ready_on
+from tailor_localenv.pipelines import Workers, create_pipeline, produce_all, read_topic
+from tailor_localenv.processes import ManagedProcess, free_port, http_get, ready_on, wait_for
 from tailor_pipeline import events
 from tailor_pipeline.events import ClickEvent
 from tailor_pipeline.generator import GeneratorSettings, stream
 from tailor_pipeline.train import train, write_model
-from tests.helpers import wait_for
-from tests.pipeline_env import Workers, create_pipeline, produce_all, read_topic
 
 pytestmark = pytest.mark.kafka
 

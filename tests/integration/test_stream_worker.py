@@ -10,12 +10,7 @@ from collections import Counter
 
 import pytest
 
-from tailor_pipeline import events, profile_codec
-from tailor_pipeline.events import ClickEvent
-from tailor_pipeline.features import Profile, update_profile
-from tailor_pipeline.settings import PipelineSettings
-from tests.helpers import wait_for
-from tests.pipeline_env import (
+from tailor_localenv.pipelines import (
     Workers,
     create_pipeline,
     group_lag,
@@ -23,6 +18,11 @@ from tests.pipeline_env import (
     produce_all,
     read_topic,
 )
+from tailor_localenv.processes import wait_for
+from tailor_pipeline import events, profile_codec
+from tailor_pipeline.events import ClickEvent
+from tailor_pipeline.features import Profile, update_profile
+from tailor_pipeline.settings import PipelineSettings
 
 pytestmark = pytest.mark.kafka
 
