@@ -153,6 +153,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             update_after=args.update_after,
             work_dir=args.work_dir,
             local_processes=args.local_processes,
+            settle_s=args.settle,
         )
     )
 
@@ -197,6 +198,13 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--headless", action="store_true", help="no screen; a JSON summary")
     demo.add_argument(
         "--duration", type=float, help="seconds to run (default: until Ctrl-C; headless 60)"
+    )
+    demo.add_argument(
+        "--settle",
+        type=float,
+        default=120.0,
+        help="after --duration, wait at most this long (seconds) for a model rollout still"
+        " going to end, so that the summary says how it ended (default 120)",
     )
     demo.add_argument("--rate", type=int, default=200, help="click events per second")
     demo.add_argument(

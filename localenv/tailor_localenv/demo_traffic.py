@@ -22,24 +22,35 @@ from confluent_kafka import Producer
 from tailor_localenv.processes import http_get
 from tailor_pipeline import events
 from tailor_pipeline.events import ClickEvent
-from tailor_pipeline.generator import GeneratorSettings, stream
+from tailor_pipeline.generator import DAY_MS, GeneratorSettings, stream
+
+# Days of the demo store's stream: far more than any demo runs (a day is about 5,400 events,
+# 27 s at 200 events/s), generated lazily one day at a time.
+STORE_DAYS = 100_000
 
 
-def demo_clicks(seed: int, days: int, start_ms: int) -> Iterator[ClickEvent]:
-    """The demo store: 400 shoppers, 600 items in 12 categories."""
-    return stream(
+def demo_store(now_ms: int, history_days: int) -> tuple[list[ClickEvent], Iterator[ClickEvent]]:
+    """The demo store (400 shoppers, 600 items in 12 categories): its last ``history_days``
+    of clicks up to ``now_ms``, and the live clicks that follow them, without end. One
+    stream, so live shoppers keep the tastes and the items the models learnt from the
+    history (a stream of another seed is another store: no model predicts its clicks, and a
+    canary's click-through rate would be noise)."""
+    clicks = stream(
         GeneratorSettings(
-            seed=seed, days=days, start_ms=start_ms, users=400, items=600, categories=12
+            seed=1,
+            days=STORE_DAYS,
+            start_ms=now_ms - history_days * DAY_MS,
+            users=400,
+            items=600,
+            categories=12,
         )
     )
-
-
-def live_clicks() -> Iterator[ClickEvent]:
-    """The live stream, without end: one generated day after another (a single day, about
-    5,400 events, ran dry after 27 s at 200/s and the demo's traffic stopped)."""
-    return itertools.chain.from_iterable(
-        demo_clicks(seed=seed, days=1, start_ms=0) for seed in itertools.count(2)
-    )
+    history: list[ClickEvent] = []
+    for event in clicks:
+        if event.ts >= now_ms:
+            return history, itertools.chain([event], clicks)
+        history.append(event)
+    return history, iter(())
 
 
 @dataclass
@@ -75,8 +86,9 @@ def _degraded(answer: dict[str, Any]) -> bool:
 
 
 class Traffic:
-    """Clicks into the events topic at ``rate``/s and decisions from ``endpoints()`` (base
-    URLs of the scorers: the Service, or each local process as a Service would pick one)."""
+    """The ``live`` clicks into the events topic at ``rate``/s, stamped with the time they
+    are sent, and decisions from ``endpoints()`` (base URLs of the scorers: the Service, or
+    each local process as a Service would pick one) for the users of ``history``."""
 
     def __init__(
         self,
@@ -85,8 +97,10 @@ class Traffic:
         endpoints: Callable[[], list[str]],
         rate: int,
         history: list[ClickEvent],
+        live: Iterator[ClickEvent],
     ) -> None:
         self.topic = topic
+        self.live = live
         self.endpoints = endpoints
         self.rate = rate
         self.stats = Stats()
@@ -122,7 +136,7 @@ class Traffic:
     def _run_clicks(self) -> None:
         period = 1.0 / self.rate
         next_at = time.monotonic()
-        for event in live_clicks():
+        for event in self.live:
             if self.stop.is_set():
                 break
             self.produce(msgspec.structs.replace(event, ts=int(time.time() * 1000)))

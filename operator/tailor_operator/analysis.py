@@ -88,7 +88,10 @@ class _Shown:
 class _Click:
     ts: int
     item: int
-    used: bool = False
+    # The decision this click credits, while it is kept; ``final`` once that decision was
+    # forgotten (its credit stays counted, and the click credits nothing else).
+    credits: _Shown | None = None
+    final: bool = False
 
 
 # The most decisions and clicks a Tally keeps for the click-through join (a few hundred
@@ -103,14 +106,20 @@ def _user_bucket(user: str) -> int:
 
 
 class Tally:
-    """Arms per model version, from decisions and clicks read in any order.
+    """Arms per model version, from decisions and clicks read in any interleaving.
 
-    Requests, errors and latency count every decision. The click-through join keeps the
-    decisions and clicks of a sample of users, by a hash of the user id: all of them while
-    they fit in ``max_pending``, then half, a quarter ... Both arms are sampled alike (the
-    Service spreads every user's requests over both), so their rates stay comparable; a
-    user who leaves the sample keeps the decisions already counted, whose later clicks are
-    lost to both arms alike. Memory stays bounded whatever the traffic."""
+    Requests, errors and latency count every decision. The click-through join credits each
+    click to the latest decision before it, within the attribution window, that showed the
+    item and has no click yet. It is recomputed per user from what is kept, so the result
+    does not depend on which topic was read first: crediting whichever decision was read
+    first gave the oldest ones the clicks, and a canary, younger than stable by its start,
+    got almost none.
+
+    The join keeps the decisions and clicks of a sample of users, by a hash of the user id:
+    all of them while they fit in ``max_pending``, then half, a quarter ... Both arms are
+    sampled alike (the Service spreads every user's requests over both), so their rates
+    stay comparable; a user who leaves the sample keeps the credits already counted, whose
+    later clicks are lost to both arms alike. Memory stays bounded whatever the traffic."""
 
     def __init__(self, attribution_ms: int, max_pending: int = MAX_PENDING) -> None:
         self.attribution_ms = attribution_ms
@@ -118,6 +127,8 @@ class Tally:
         self.arms: dict[str | None, Arm] = defaultdict(Arm)
         self._shown: dict[str, list[_Shown]] = defaultdict(list)
         self._clicks: dict[str, list[_Click]] = defaultdict(list)
+        # Users with entries added since their last join.
+        self._dirty: set[str] = set()
         self._watermark = 0
         self._since_prune = 0
         self._pending = 0
@@ -133,6 +144,7 @@ class Tally:
         return _user_bucket(user) & ((1 << self._sample_bits) - 1) == 0
 
     def arm(self, version: str | None) -> Arm:
+        self._join_dirty()
         return self.arms[version]
 
     def add_decision(self, decision: Decision) -> None:
@@ -145,48 +157,57 @@ class Tally:
         if not decision.items or not self._sampled(decision.user_id):
             return
         arm.shown += 1
-        shown = _Shown(
-            decision.ts,
-            decision.model_version,
-            array.array("I", [_item_key(i.item_id) for i in decision.items]),
-        )
-        # A click read before the decision it follows (the two topics interleave freely).
-        for click in self._clicks.get(decision.user_id, ()):
-            if not click.used and self._follows(shown, click):
-                click.used = shown.clicked = True
-                arm.clicked += 1
-                break
-        self._shown[decision.user_id].append(shown)
-        self._pending += 1
-        self._advance(decision.ts)
+        items = array.array("I", [_item_key(i.item_id) for i in decision.items])
+        self._shown[decision.user_id].append(_Shown(decision.ts, decision.model_version, items))
+        self._added(decision.user_id, decision.ts)
 
     def add_click(self, user: str, item: str, ts: int) -> None:
         if not self._sampled(user):
             return
-        click = _Click(ts, _item_key(item))
-        # The latest decision before the click that showed the item gets the credit.
-        for shown in reversed(self._shown.get(user, ())):
-            if not shown.clicked and self._follows(shown, click):
-                shown.clicked = click.used = True
-                self.arms[shown.version].clicked += 1
-                break
-        else:
-            self._clicks[user].append(click)
-            self._pending += 1
-        self._advance(ts)
+        self._clicks[user].append(_Click(ts, _item_key(item)))
+        self._added(user, ts)
 
-    def _follows(self, shown: _Shown, click: _Click) -> bool:
-        return click.item in shown.items and shown.ts <= click.ts <= shown.ts + self.attribution_ms
-
-    def _advance(self, ts: int) -> None:
+    def _added(self, user: str, ts: int) -> None:
+        self._dirty.add(user)
+        self._pending += 1
         self._watermark = max(self._watermark, ts)
         self._since_prune += 1
         if self._since_prune >= 10_000 or self._pending > self.max_pending:
             self.prune()
 
+    def _join_dirty(self) -> None:
+        for user in self._dirty:
+            self._join(user)
+        self._dirty.clear()
+
+    def _join(self, user: str) -> None:
+        """Credit the user's clicks, oldest first, each to the latest uncredited decision
+        before it that showed the item; the arms' click counts follow the change."""
+        shown = self._shown.get(user, [])
+        shown.sort(key=lambda s: s.ts)
+        clicks = self._clicks.get(user, [])
+        clicks.sort(key=lambda c: c.ts)
+        for entry in shown:
+            if entry.clicked:
+                self.arms[entry.version].clicked -= 1
+                entry.clicked = False
+        for click in clicks:
+            if click.final:
+                continue
+            click.credits = None
+            first = bisect.bisect_right(shown, click.ts, key=lambda s: s.ts)
+            for entry in reversed(shown[:first]):
+                if entry.ts < click.ts - self.attribution_ms:
+                    break
+                if not entry.clicked and click.item in entry.items:
+                    entry.clicked, click.credits = True, entry
+                    self.arms[entry.version].clicked += 1
+                    break
+
     def prune(self) -> None:
         """Forget what can no longer be joined (memory follows traffic in one window), then
         halve the sample until what is left fits in ``max_pending``."""
+        self._join_dirty()
         self._since_prune = 0
         horizon = self._watermark - 2 * self.attribution_ms
         self._keep(lambda user, entry: entry.ts >= horizon)
@@ -195,15 +216,23 @@ class Tally:
             self._keep(lambda user, entry: self._sampled(user))
 
     def _keep(self, keep: Callable[[str, _Shown | _Click], bool]) -> None:
+        """Keep the entries ``keep`` says; a forgotten decision's credit stays counted."""
         pending = 0
-        for table in (self._shown, self._clicks):
-            for user in list(table):
-                kept = [entry for entry in table[user] if keep(user, entry)]
+        for user in list(self._shown.keys() | self._clicks.keys()):
+            shown = [entry for entry in self._shown.get(user, ()) if keep(user, entry)]
+            for entry in self._shown.get(user, ()):
+                if entry.clicked and not keep(user, entry):
+                    entry.clicked = False  # counted for good: a later join must not undo it
+            clicks = [entry for entry in self._clicks.get(user, ()) if keep(user, entry)]
+            for click in clicks:
+                if click.credits is not None and not click.credits.clicked and not click.final:
+                    click.final, click.credits = True, None
+            for table, kept in ((self._shown, shown), (self._clicks, clicks)):
                 if kept:
                     table[user] = kept  # type: ignore[assignment]
-                    pending += len(kept)
                 else:
-                    del table[user]
+                    table.pop(user, None)
+            pending += len(shown) + len(clicks)
         self._pending = pending
 
     @property

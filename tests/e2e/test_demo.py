@@ -72,9 +72,10 @@ def test_the_demo_as_local_processes(tmp_path: Path) -> None:
         ],
         capture_output=True,
         text=True,
-        timeout=420,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     summary = json.loads(result.stdout[result.stdout.index("{") :])
+    print(json.dumps(summary, indent=2))  # noqa: T201 - the report of a failure shows it
     assert summary["mode"] == "local processes"
     check(summary)

@@ -88,6 +88,43 @@ def test_the_latest_decision_showing_the_item_gets_the_credit() -> None:
     assert (tally.arm("v1").clicked, tally.arm("v2").clicked) == (0, 1)
 
 
+def test_the_credit_does_not_depend_on_which_topic_was_read_first() -> None:
+    """Stable served alone before the canary started; then both alternate. Each click
+    belongs to the decision just before it, whichever log the reader caught up on first
+    (crediting the first one read gave stable's oldest decisions every click)."""
+    decisions = [decision("u", ts, "stable", items=("a",)) for ts in (0, 10, 20)]
+    decisions += [
+        decision("u", ts, "canary" if i % 2 else "stable", items=("a",))
+        for i, ts in enumerate(range(100, 200, 10))
+    ]
+    clicks = [("u", "a", ts + 5) for ts in range(100, 200, 10)]
+    results = []
+    for clicks_first in (True, False):
+        tally = Tally(attribution_ms=10_000)
+        for step in (0, 1):
+            if step == (0 if clicks_first else 1):
+                for click in clicks:
+                    tally.add_click(*click)
+            else:
+                for d in decisions:
+                    tally.add_decision(d)
+        results.append((tally.arm("canary").clicked, tally.arm("stable").clicked))
+    assert results == [(5, 5), (5, 5)]
+
+
+def test_a_forgotten_decision_keeps_its_credit_and_its_click_credits_nothing_else() -> None:
+    tally = Tally(attribution_ms=1000)
+    tally.add_decision(decision("u", 500, "v1", items=("a",)))
+    tally.add_click("u", "a", 1200)
+    tally.add_decision(decision("w", 3000, "v1"))  # the horizon (1000) passes the decision
+    tally.prune()
+    assert tally.pending == 2  # the click and w's decision
+    assert tally.arm("v1").clicked == 1
+    # Read late: a decision closer to the click. The click was counted once already.
+    tally.add_decision(decision("u", 1100, "v2", items=("a",)))
+    assert (tally.arm("v1").clicked, tally.arm("v2").clicked) == (1, 0)
+
+
 def test_errors_count_as_requests_not_as_shown() -> None:
     tally = Tally(attribution_ms=1000)
     tally.add_decision(decision("u", 1, "v2", items=(), error="boom"))

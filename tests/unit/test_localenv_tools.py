@@ -22,10 +22,17 @@ def test_missing_tools_are_named_with_the_package_to_install(
     assert "maven" in lines[1]
 
 
-def test_the_demos_live_click_stream_does_not_run_dry():
+def test_the_demos_live_clicks_continue_its_history_without_running_dry():
     from itertools import islice
 
-    from tailor_localenv.demo_traffic import live_clicks
+    from tailor_localenv.demo_traffic import demo_store
 
-    # Ten minutes at the default 200 events/s.
-    assert sum(1 for _ in islice(live_clicks(), 120_000)) == 120_000
+    now_ms = 1_800_000_000_000
+    history, live = demo_store(now_ms, history_days=2)
+    assert history
+    assert all(e.ts < now_ms for e in history)
+    # Ten minutes at the default 200 events/s, from the same store: its shoppers and items.
+    clicks = list(islice(live, 120_000))
+    assert len(clicks) == 120_000
+    assert clicks[0].ts >= now_ms
+    assert {e.user_id for e in clicks} == {e.user_id for e in history}
