@@ -42,7 +42,7 @@ def create_pipeline(
     admin = KafkaAdmin({"bootstrap.servers": bootstrap})
     failures = admin.execute(plan_topic_changes(desired, admin.describe([t.name for t in desired])))
     assert not failures, failures
-    settings = pipeline_settings(pipeline)
+    settings = pipeline_settings(pipeline, pipeline.spec.scorer.model)
     path = config_dir / f"{pipeline.name}.json"
     path.write_text(settings.model_dump_json())
     return settings, path

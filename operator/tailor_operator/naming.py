@@ -12,6 +12,8 @@ FIELD_MANAGER = "tailor-operator"
 REPLICAS_HANDOVER_MANAGER = "tailor-replicas-handover"
 FINALIZER = "tailor.dev/topics"
 CONFIG_HASH_ANNOTATION = "tailor.dev/config-hash"
+# On a scorer Deployment: the model version its pod template serves.
+MODEL_VERSION_ANNOTATION = "tailor.dev/model-version"
 MANAGED_ANNOTATION = "tailor.dev/managed"
 RELEASE_FINALIZER_ANNOTATION = "tailor.dev/release-finalizer"
 # Set to a new value (any string, e.g. a timestamp) to roll out a version that failed again.

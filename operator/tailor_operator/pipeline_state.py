@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tailor_operator import naming
+
 # A child's kind/name, e.g. "Deployment/shop-scorer".
 ChildKey = str
 
@@ -36,11 +38,16 @@ def slim_deployment(deployment: Mapping[str, Any]) -> dict[str, Any]:
     """What the status is computed from. A whole Deployment with managedFields is tens of
     KB as Python objects; hundreds of pipelines keep one per component."""
     meta = deployment["metadata"]
+    annotations = meta.get("annotations") or {}
     return {
         "metadata": {
             "name": meta["name"],
             "namespace": meta["namespace"],
             "generation": meta.get("generation"),
+            # What the rollout reads of a scorer Deployment (rollout.observe).
+            "annotations": {
+                k: v for k, v in annotations.items() if k == naming.MODEL_VERSION_ANNOTATION
+            },
         },
         "spec": {"replicas": deployment.get("spec", {}).get("replicas", 1)},
         "status": deployment.get("status", {}),

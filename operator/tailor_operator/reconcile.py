@@ -1,8 +1,10 @@
-"""One level-triggered reconcile: parse, render, apply, observe, compute status.
+"""One level-triggered reconcile: observe, decide, render, apply, compute status.
 
 It reads top to bottom and never branches on why it was called (create, update, resume,
-a child's change, a timer): the same spec always leads to the same world. What it calls
-lives by concern: kafka_topics.py, children.py, availability.py, status.py.
+a child's change, a timer): the same spec always leads to the same world. The rollout is
+decided once, before rendering, from the Deployments as last watched (rollout.transition);
+the children are rendered and applied once; the status only reads. What it calls lives by
+concern: rollout.py, render/, kafka_topics.py, children.py, availability.py, status.py.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from typing import Any
 
 import pydantic
 
-from tailor_operator import analysis, api, conditions, naming, rollout
-from tailor_operator.availability import UNREADY_SECONDS, deployment_availability, pods_wanted
+from tailor_operator import analysis, api, conditions, rollout
+from tailor_operator.availability import UNREADY_SECONDS, pods_wanted
 from tailor_operator.children import (
     ChildRefused,
     apply_children,
@@ -139,95 +141,83 @@ def _evidence(pipeline: Pipeline, deps: Dependencies) -> rollout.Evidence:
     return arms
 
 
-def _rollout_step(
+def _decide_rollout(
     pipeline: Pipeline,
     previous: api.PipelineStatus,
-    stored: Mapping[str, Mapping[str, Any]],
-    pods: Mapping[str, Sequence[Mapping[str, Any]]],
+    observed: rollout.Observed,
     deps: Dependencies,
     now: str,
-) -> rollout.Step:
-    unready_seconds = deps.settings.unready_seconds
-    canary = stored.get(f"Deployment/{naming.scorer_canary(pipeline.name)}")
-    canary_failing = None
-    if canary is not None:
-        availability = deployment_availability(
-            canary, pods.get(naming.CANARY_COMPONENT, ()), now, unready_seconds
-        )
-        canary_failing = availability.message if availability.failing else None
-    scorer = deployment_availability(
-        stored.get(f"Deployment/{naming.scorer(pipeline.name)}"),
-        pods.get("scorer", ()),
-        now,
-        unready_seconds,
-    )
-    step = rollout.step(
-        pipeline, previous.model, _evidence(pipeline, deps), canary_failing, scorer.message, now
-    )
-    if previous.model and previous.model.canary and not (step.status and step.status.canary):
+) -> rollout.Transition:
+    move = rollout.transition(pipeline, previous.model, _evidence(pipeline, deps), observed, now)
+    if previous.model and previous.model.canary and not (move.status and move.status.canary):
         deps.decision_logs.close((pipeline.namespace, pipeline.name))
-    return step
+    return move
 
 
 def reconcile(
     body: Mapping[str, Any],
     deps: Dependencies,
+    deployments: Mapping[str, Mapping[str, Any]] | None = None,
     pods: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
 ) -> Outcome:
     """Bring the world to the pipeline's spec once; never raises for expected failures.
+    ``deployments``: the pipeline's Deployments as last watched (slim_deployment);
     ``pods``: the listed pods of each component (slim_pod), for why one is failing."""
-    now = deps.now()
+    now, pods = deps.now(), pods or {}
     try:
         pipeline = Pipeline.from_body(body)
     except pydantic.ValidationError as exc:
         return _invalid(body, exc, now)
     previous = previous_status(body)
-    served = rollout.served(pipeline, previous.model)
+    observed = rollout.observe(
+        pipeline, deployments or {}, pods, now, deps.settings.unready_seconds
+    )
+    move = _decide_rollout(pipeline, previous, observed, deps, now)
     # The events topic's partitions as last seen: the workers' HPA is capped by them.
     known_events = previous.topics["events"].partitions if "events" in previous.topics else None
     try:
         children = desired_children(
-            pipeline, deps.images, served, _canary_possible(pipeline, previous), known_events
+            pipeline, deps.images, move.served, _canary_possible(pipeline, previous), known_events
         )
     except (ValueError, ArithmeticError) as exc:
         # What the schema cannot express (the programs' own settings validation).
         return _stopped(body, Reason.INVALID_SPEC, f"cannot render the pipeline: {exc}", now, True)
     try:
-        run = _apply(pipeline, previous, children, served, known_events, pods or {}, deps, now)
+        run = _apply(pipeline, children, known_events, deps)
     except ChildRefused as exc:
         return _refused(body, exc, now)
-    topics = run.topics
-    deployments = {key: obj for key, obj in run.stored.items() if key.startswith("Deployment/")}
+    events = [*move.events, *run.events]
+    deployments_now = {k: obj for k, obj in run.stored.items() if k.startswith("Deployment/")}
     status = compute_status(
         pipeline,
-        previous.model_copy(update={"model": run.step.status}),
+        previous.model_copy(update={"model": move.status}),
         pipeline.generation,
-        topics.condition(now),
-        topics.topics or previous.topics,
-        deployments,
+        run.topics.condition(now),
+        run.topics.topics or previous.topics,
+        deployments_now,
         now,
         pods,
         deps.settings.unready_seconds,
     )
     delete_stale_settings(pipeline, run.stored, deps)
     recreated = [
-        name for name in topics.created if name in {t.name for t in previous.topics.values()}
+        name for name in run.topics.created if name in {t.name for t in previous.topics.values()}
     ]
     if recreated:
-        status = _topics_recreated(pipeline, status, recreated, run.events, now)
+        status = _topics_recreated(pipeline, status, recreated, events, now)
     return Outcome(
         status=changed(previous, status),
-        events=run.events,
+        events=events,
         recreated_topics=recreated,
-        rollout_changed=run.served != served,
+        rollout_changed=move.served != rollout.served(pipeline, previous.model),
         rollout_active=rollout_active(status.model),
-        pods_wanted=pods_wanted(deployments.values()),
-        kafka_unavailable=topics.unavailable,
-        retry=topics.status == "False",
-        topic_operations=topics.operations,
+        pods_wanted=pods_wanted(deployments_now.values()),
+        kafka_unavailable=run.topics.unavailable,
+        retry=run.topics.status == "False",
+        topic_operations=run.topics.operations,
         applied_markers={key: change_marker(obj) for key, obj in run.stored.items()},
         created=run.created,
-        topic_watch=topics.watch(),
+        topic_watch=run.topics.watch(),
     )
 
 
@@ -238,35 +228,19 @@ class _Run:
     stored: dict[str, dict[str, Any]]
     created: list[str]
     events: list[Event]
-    step: rollout.Step
-    served: rollout.Served
     topics: TopicsResult
 
 
 def _apply(
-    pipeline: Pipeline,
-    previous: api.PipelineStatus,
-    children: list[Child],
-    served: rollout.Served,
-    known_events: int | None,
-    pods: Mapping[str, Sequence[Mapping[str, Any]]],
-    deps: Dependencies,
-    now: str,
+    pipeline: Pipeline, children: list[Child], known_events: int | None, deps: Dependencies
 ) -> _Run:
-    """Apply the children, take the rollout's step (and apply again if it changed what the
-    scorers serve), while the topics are reconciled in a second thread: Kafka and the API
-    server share nothing. Raises ChildRefused."""
+    """Apply the children while the topics are reconciled in a second thread: Kafka and
+    the API server share nothing. Raises ChildRefused."""
     events: list[Event] = []
     created: list[str] = []
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="topics") as pool:
         topics_future = pool.submit(reconcile_topics, pipeline, deps)
         stored = apply_children(pipeline, children, deps, events, created)
-        step = _rollout_step(pipeline, previous, stored, pods, deps, now)
-        events.extend(step.events)
-        served_now = rollout.served(pipeline, step.status)
-        if served_now != served:
-            again = desired_children(pipeline, deps.images, served_now, True, known_events)
-            stored = apply_children(pipeline, again, deps, events, created)
         topics = topics_future.result()
     if "events" in topics.topics and topics.topics["events"].partitions != known_events:
         recap_worker_hpa(pipeline, topics.topics["events"].partitions, deps, stored)
@@ -274,7 +248,7 @@ def _apply(
         events.append(Event("Warning", topics.reason, topics.message))
     if sum(topics.operations.values()):
         add_topic_operations(events, topics.operations)
-    return _Run(stored, created, events, step, served_now, topics)
+    return _Run(stored, created, events, topics)
 
 
 def _topics_recreated(
@@ -321,9 +295,11 @@ def observe(
     topics_condition = conditions.get(previous.conditions, conditions.TOPICS_READY)
     if topics_condition is None:
         return Outcome(status=None)  # never fully reconciled yet: nothing to refresh
+    observed = rollout.observe(pipeline, deployments, pods or {}, now, unready_seconds)
+    model = rollout.settle(pipeline, previous.model, observed, now)
     status = compute_status(
         pipeline,
-        previous,
+        previous.model_copy(update={"model": model}),
         previous.observed_generation,
         topics_condition,
         previous.topics,

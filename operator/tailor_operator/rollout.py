@@ -4,12 +4,14 @@ All rollout state lives in ``status.model`` (``api.ModelStatus``), so an operato
 restarts mid-rollout reads it back and carries on: the same canary, the same analysis start,
 no second canary, no lost rollback.
 
-- ``served`` says what the stable and the canary Deployment serve, from the spec and the
-  status: rendering needs nothing else.
-- ``step`` takes the transitions a full reconcile may take: start a canary, promote it or
-  roll it back on the analysis verdict, roll back a Rolling update past its deadline, honour
-  the retry annotation. Status-only transitions (a rolling update finishing) are in
-  ``finish``, which the status refresh uses too.
+- ``transition`` is the one a full reconcile takes, before rendering, from the scorer
+  Deployments as last watched (``Observed``): the new model status, its Events, and what
+  the stable and the canary Deployment serve (``render.Served``); rendering needs nothing
+  else. It is ``step`` (start a canary, promote it or roll it back on the analysis verdict,
+  roll back a Rolling update past its deadline, honour the retry annotation) then
+  ``settle``.
+- ``settle`` alone is what a status refresh takes: a rolling update (or the stable scorers
+  after a promotion) finishes once the stable Deployment serves the version, rolled out.
 
 A version that failed stays failed while the spec names it (Git still says so): the stable
 scorers keep serving ``active`` and nothing retries in a loop. A new version in the spec, or
@@ -18,21 +20,87 @@ a new value of the ``tailor.dev/retry-rollout`` annotation, starts a new rollout
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from tailor_operator import analysis, api, conditions, naming
+from tailor_operator.availability import deployment_availability
 from tailor_operator.conditions import Reason
 from tailor_operator.kube_events import Event
+from tailor_operator.render.served import Served
 from tailor_operator.resource import Pipeline
 
 
 @dataclass(frozen=True)
-class Served:
-    """The model of the stable scorer Deployment, and of the canary one (None: no canary)."""
+class Observed:
+    """The scorer Deployments as the watch last showed them, before this run applies.
+    ``stable_version``: the model every stable scorer serves, once its rollout of the
+    current generation is done (else None); ``stable_message``: its availability, for a
+    rollout past its deadline; ``canary_failing``: why the canary's pods are broken."""
 
-    stable: api.ModelSpec | None
-    canary: api.ModelSpec | None = None
+    stable_version: str | None = None
+    stable_message: str = ""
+    canary_failing: str | None = None
+
+
+def observe(
+    pipeline: Pipeline,
+    deployments: Mapping[str, Mapping[str, Any]],
+    pods: Mapping[str, Sequence[Mapping[str, Any]]],
+    now: str,
+    unready_seconds: float,
+) -> Observed:
+    """What the rollout needs of the scorer Deployments as last watched (slim_deployment),
+    and of their pods while they are not available (slim_pod)."""
+    canary = deployments.get(f"Deployment/{naming.scorer_canary(pipeline.name)}")
+    canary_failing = None
+    if canary is not None:
+        availability = deployment_availability(
+            canary, pods.get(naming.CANARY_COMPONENT, ()), now, unready_seconds
+        )
+        canary_failing = availability.message if availability.failing else None
+    stable = deployments.get(f"Deployment/{naming.scorer(pipeline.name)}")
+    scorer = deployment_availability(stable, pods.get("scorer", ()), now, unready_seconds)
+    version = None
+    if stable is not None and scorer.status == "True":
+        annotations = stable["metadata"].get("annotations") or {}
+        version = annotations.get(naming.MODEL_VERSION_ANNOTATION)
+    return Observed(version, scorer.message, canary_failing)
+
+
+@dataclass
+class Transition:
+    """A reconcile's rollout decision: the model status to write, its Events, what the
+    scorer Deployments are to serve, and the canary verdict if one was judged."""
+
+    status: api.ModelStatus | None
+    events: list[Event]
+    served: Served
+    verdict: analysis.Verdict | None = None
+
+
+def transition(
+    pipeline: Pipeline,
+    previous: api.ModelStatus | None,
+    evidence: Evidence,
+    observed: Observed,
+    now: str,
+) -> Transition:
+    taken = step(
+        pipeline, previous, evidence, observed.canary_failing, observed.stable_message, now
+    )
+    status = settle(pipeline, taken.status, observed, now)
+    return Transition(status, taken.events, served(pipeline, status), taken.verdict)
+
+
+def settle(
+    pipeline: Pipeline, previous: api.ModelStatus | None, observed: Observed, now: str
+) -> api.ModelStatus | None:
+    """The status-only transitions (``finish``), from what the stable scorers serve."""
+    spec = pipeline.spec.scorer.model
+    serving = spec is not None and observed.stable_version == spec.version
+    return finish(pipeline, previous, serving, now)
 
 
 def served(pipeline: Pipeline, status: api.ModelStatus | None) -> Served:
@@ -232,11 +300,12 @@ def _rolled_back(
 
 
 def finish(
-    pipeline: Pipeline, previous: api.ModelStatus | None, scorer_available: bool, now: str
+    pipeline: Pipeline, previous: api.ModelStatus | None, serving: bool, now: str
 ) -> api.ModelStatus | None:
     """Status-only transitions: a rolling update (or the stable Deployment after a
-    promotion) starts when the version differs and finishes once every scorer is updated
-    and ready; the version is then active and the one before it previous."""
+    promotion) starts when the version differs and finishes once every stable scorer serves
+    the spec's version (``serving``); the version is then active and the one before it
+    previous."""
     spec = pipeline.spec.scorer.model
     if spec is None:
         return previous
@@ -246,12 +315,12 @@ def finish(
     if spec.version == ms.active:
         if ms.rolling_out is None:
             return ms
-        if not scorer_available:
+        if not serving:
             return ms
         return ms.model_copy(update={"rolling_out": None, "rollout_finished": now})
     if pipeline.spec.scorer.rollout.strategy == "Canary" and ms.active_ref is not None:
         return ms  # the canary starts in a full reconcile (step)
-    if scorer_available:
+    if serving:
         return ms.model_copy(
             update={
                 "active": spec.version,

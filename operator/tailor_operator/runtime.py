@@ -148,6 +148,7 @@ class Runtime:
             "Saw %s %s/%s marker=%s", event_type, meta["namespace"], name, change_marker(child)
         )
         if event_type == "DELETED":
+            state.deployments.pop(name, None)
             if state.child_deleted(name):
                 self.trigger(*key, full=True)
             return
@@ -335,7 +336,9 @@ class Runtime:
     async def _run(self, key: Key, state: PipelineState, body: dict[str, Any]) -> Outcome:
         started = time.monotonic()
         try:
-            outcome = await asyncio.to_thread(reconcile, body, self.deps, state.pods)
+            outcome = await asyncio.to_thread(
+                reconcile, body, self.deps, state.deployments, state.pods
+            )
         except Exception:
             metrics.RECONCILES.labels("error").inc()
             raise

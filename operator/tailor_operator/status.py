@@ -25,7 +25,9 @@ def compute_status(
     pods: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
     unready_seconds: float = UNREADY_SECONDS,
 ) -> api.PipelineStatus:
-    """The whole status from what was observed. ``pods``: slim pods by component."""
+    """The whole status from what was observed; ``previous.model``: the model status this
+    run decided (rollout.transition or rollout.settle), read here, never changed.
+    ``pods``: slim pods by component."""
     pods = pods or {}
     worker_name, scorer_name = naming.stream_worker(pipeline.name), naming.scorer(pipeline.name)
     worker = deployment_availability(
@@ -73,8 +75,7 @@ def compute_status(
     else:
         put(conditions.READY, "True", Reason.ALL_COMPONENTS_READY, "pipeline is serving")
 
-    model_status = rollout.finish(pipeline, previous.model, scorer.status == "True", now)
-    rolled_out = rollout.condition(pipeline, model_status)
+    rolled_out = rollout.condition(pipeline, previous.model)
     if rolled_out is not None:
         put(conditions.MODEL_ROLLED_OUT, *rolled_out)
     return api.PipelineStatus(
@@ -83,7 +84,7 @@ def compute_status(
         topics=dict(topic_status),
         stream_worker=api.WorkloadStatus(replicas=worker.replicas, ready_replicas=worker.ready),
         scorer=api.WorkloadStatus(replicas=scorer.replicas, ready_replicas=scorer.ready),
-        model=model_status,
+        model=previous.model,
         scorer_endpoint=naming.scorer_endpoint(
             pipeline.namespace, pipeline.name, pipeline.spec.scorer.port
         ),

@@ -213,7 +213,8 @@ def scorer_with(trained, **scorer_settings):
         "metadata": {"namespace": "ns", "name": "p", "uid": "u"},
         "spec": {"kafka": {"bootstrapServers": "unused:9092"}, "topics": {"events": {}}},
     }
-    settings = pipeline_settings(Pipeline.from_body(body))
+    pipeline = Pipeline.from_body(body)
+    settings = pipeline_settings(pipeline, pipeline.spec.scorer.model)
     # No exploration: it would put a random item in the last slot.
     settings = settings.model_copy(
         update={"scorer": settings.scorer.model_copy(update={"epsilon": 0.0, **scorer_settings})}

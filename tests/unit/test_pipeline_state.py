@@ -102,12 +102,21 @@ def test_a_slim_deployment_keeps_what_the_status_reads() -> None:
             "namespace": "shop",
             "generation": 4,
             "managedFields": [{"manager": "tailor-operator"}] * 50,
+            "annotations": {
+                "tailor.dev/model-version": "v3",
+                "deployment.kubernetes.io/revision": "9",
+            },
         },
         "spec": {"replicas": 3, "template": {"spec": {"containers": [{"name": "scorer"}]}}},
         "status": {"readyReplicas": 2, "observedGeneration": 4},
     }
     assert slim_deployment(deployment) == {
-        "metadata": {"name": "shop-scorer", "namespace": "shop", "generation": 4},
+        "metadata": {
+            "name": "shop-scorer",
+            "namespace": "shop",
+            "generation": 4,
+            "annotations": {"tailor.dev/model-version": "v3"},
+        },
         "spec": {"replicas": 3},
         "status": {"readyReplicas": 2, "observedGeneration": 4},
     }

@@ -191,7 +191,9 @@ def test_config_change_changes_the_pod_template_hash_and_replicas_do_not() -> No
     # A new model rolls the scorers only; a new transaction interval the workers only.
     model = {"name": "knn", "version": "v2", "uri": "file:///m", "sha256": "a" * 64}
     with_model = pipeline(scorer={"model": model})
-    assert config_hash(base, "scorer") != config_hash(with_model, "scorer")
+    assert config_hash(base, "scorer") != config_hash(
+        with_model, "scorer", with_model.spec.scorer.model
+    )
     assert config_hash(base, "stream-worker") == config_hash(with_model, "stream-worker")
     faster = pipeline(streamWorker={"transactionIntervalMs": 50})
     assert config_hash(base, "stream-worker") != config_hash(faster, "stream-worker")

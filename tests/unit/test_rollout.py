@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tailor_operator import analysis, api, rollout
-from tailor_operator.render import Images, desired_children
+from tailor_operator.render import Images, Served, desired_children
 from tailor_operator.resource import Pipeline
 from tailor_pipeline.settings import PipelineSettings
 
@@ -79,7 +79,7 @@ def test_rolling_bookkeeping() -> None:
 
 def test_the_first_model_rolls_even_with_canary_there_is_nothing_to_compare() -> None:
     p = pipeline("v1")
-    assert rollout.served(p, None) == rollout.Served(p.spec.scorer.model)
+    assert rollout.served(p, None) == Served(p.spec.scorer.model)
     assert rollout.step(p, None, no_evidence, None, "", "T1").events == []
     assert rollout.finish(p, None, True, "T1").active == "v1"
 
@@ -122,7 +122,7 @@ def test_a_passing_canary_is_promoted_and_the_stable_scorers_roll() -> None:
     assert (promoted.active, promoted.previous, promoted.canary) == ("v2", "v1", None)
     assert promoted.rolling_out == "v2"
     assert [e.reason for e in step.events] == ["CanaryPromoted"]
-    assert rollout.served(p, promoted) == rollout.Served(p.spec.scorer.model)
+    assert rollout.served(p, promoted) == Served(p.spec.scorer.model)
     assert rollout.condition(p, promoted)[:2] == ("False", "RollingOut")
     done = rollout.finish(p, promoted, True, t(120))
     assert (done.rolling_out, done.rollout_finished) == (None, t(120))
@@ -276,8 +276,73 @@ def test_the_canary_deployment_serves_the_canary_config_under_the_same_service()
     }
     assert len(hashes) == 2
     # Without a canary, the Deployment is looked for (to delete it) only with strategy Canary.
-    none = {c.key: c.manifest for c in desired_children(p, IMAGES, rollout.Served(None), True)}
+    none = {c.key: c.manifest for c in desired_children(p, IMAGES, Served(None), True)}
     assert none["Deployment/front-scorer-canary"] is None
     assert "Deployment/front-scorer-canary" not in {
         c.key for c in desired_children(pipeline("v2", "Rolling"), IMAGES)
     }
+
+
+def deployment(version: str, rolled_out: bool = True) -> dict[str, Any]:
+    """A slim scorer Deployment (pipeline_state.slim_deployment) serving ``version``."""
+    return {
+        "metadata": {
+            "name": "front-scorer",
+            "namespace": "shop",
+            "generation": 3,
+            "annotations": {"tailor.dev/model-version": version},
+        },
+        "spec": {"replicas": 2},
+        "status": {
+            "observedGeneration": 3 if rolled_out else 2,
+            "replicas": 2,
+            "updatedReplicas": 2,
+            "readyReplicas": 2,
+            "availableReplicas": 2,
+        },
+    }
+
+
+def observe(*deployments: dict[str, Any]) -> rollout.Observed:
+    watched = {f"Deployment/{d['metadata']['name']}": d for d in deployments}
+    return rollout.observe(pipeline("v1"), watched, {}, t(0), 120.0)
+
+
+def test_the_stable_version_is_observed_only_once_its_rollout_is_done() -> None:
+    assert observe(deployment("v1")).stable_version == "v1"
+    # The annotation changes with the apply; the pods only once the rollout is done.
+    assert observe(deployment("v2", rolled_out=False)).stable_version is None
+    assert observe().stable_version is None
+    assert observe().stable_message == "not created yet"
+
+
+def test_one_transition_decides_status_events_and_what_serves_before_rendering() -> None:
+    p = pipeline("v2", "Rolling")
+    # The watch still shows v1 serving: v2 starts rolling, and nothing calls it done.
+    move = rollout.transition(p, active("v1"), no_evidence, observe(deployment("v1")), t(0))
+    assert move.status is not None
+    assert (move.status.active, move.status.rolling_out) == ("v1", "v2")
+    assert move.served == Served(p.spec.scorer.model)
+    # A refresh once every stable scorer serves v2 finishes it; until then it waits.
+    assert rollout.settle(p, move.status, observe(deployment("v2", False)), t(5)) == move.status
+    done = rollout.settle(p, move.status, observe(deployment("v2")), t(9))
+    assert done is not None
+    assert (done.active, done.previous, done.rolling_out, done.rollout_finished) == (
+        "v2",
+        "v1",
+        None,
+        t(9),
+    )
+
+
+def test_a_canary_starts_in_the_transition_that_renders_it() -> None:
+    p = pipeline("v2")
+    move = rollout.transition(p, active("v1"), no_evidence, observe(deployment("v1")), t(0))
+    assert [e.reason for e in move.events] == ["CanaryStarted"]
+    assert move.served.stable is not None
+    assert move.served.canary is not None
+    assert (move.served.stable.version, move.served.canary.version) == ("v1", "v2")
+    rendered = {c.key: c.manifest for c in desired_children(p, IMAGES, move.served, True)}
+    canary = rendered["Deployment/front-scorer-canary"]
+    assert canary is not None
+    assert canary["metadata"]["annotations"]["tailor.dev/model-version"] == "v2"

@@ -31,7 +31,8 @@ def scorer(**spec: Any) -> tuple[Scorer, Recorder]:
         "metadata": {"namespace": "ns", "name": "p", "uid": "u"},
         "spec": {"kafka": {"bootstrapServers": "unused:9092"}, **spec},
     }
-    settings = pipeline_settings(Pipeline.from_body(body))
+    pipeline = Pipeline.from_body(body)
+    settings = pipeline_settings(pipeline, pipeline.spec.scorer.model)
     table = ProfileTable(settings, {})  # never started: the test fills it
     table.caught_up.set()
     table.trending = [("hot", 3.0), ("warm", 1.0)]

@@ -11,6 +11,7 @@ from tailor_operator.render.config import (
     pipeline_settings,
     program_settings,
 )
+from tailor_operator.render.served import Served
 from tailor_operator.render.topics import DesiredTopic, desired_topics, events_partitions
 from tailor_operator.render.workloads import (
     Images,
@@ -23,7 +24,6 @@ from tailor_operator.render.workloads import (
     replicas_floor,
 )
 from tailor_operator.resource import Pipeline
-from tailor_operator.rollout import Served
 
 
 @dataclass(frozen=True)

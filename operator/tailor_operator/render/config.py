@@ -28,17 +28,13 @@ from tailor_pipeline.settings import (
 CA_FILE = f"{CONFIG_MOUNT}/kafka-ca/ca.crt"
 # Who reads a settings file: the workers, the stable scorers, the canary scorers.
 Reader = Literal["stream-worker", "scorer", "scorer-canary"]
-# The model a scorer's settings name: "spec" for the spec's (the default), else this one.
-ModelChoice = api.ModelSpec | Literal["spec"] | None
 
 
-def pipeline_settings(pipeline: Pipeline, model: ModelChoice = "spec") -> PipelineSettings:
+def pipeline_settings(pipeline: Pipeline, model: api.ModelSpec | None) -> PipelineSettings:
     """The programs' settings; ``model``: what the scorer serves (a rollout may hold the
-    stable scorers on another version than the spec's)."""
+    stable scorers on another version than the spec's; see render.Served)."""
     spec = pipeline.spec
     kafka = spec.kafka
-    if model == "spec":
-        model = spec.scorer.model
     has_ca = kafka.auth_secret_ref is not None and kafka.security_protocol.endswith("SSL")
     return PipelineSettings(
         namespace=pipeline.namespace,
@@ -80,30 +76,31 @@ def pipeline_settings(pipeline: Pipeline, model: ModelChoice = "spec") -> Pipeli
 
 
 def program_settings(
-    pipeline: Pipeline, reader: Reader, model: ModelChoice = "spec"
+    pipeline: Pipeline, reader: Reader, model: api.ModelSpec | None = None
 ) -> PipelineSettings:
-    """The settings file of one program: without the other program's section."""
+    """The settings file of one program: without the other program's section. ``model``:
+    what a scorer serves (the workers' file names none)."""
     settings = pipeline_settings(pipeline, model if reader != "stream-worker" else None)
     unread = "scorer" if reader == "stream-worker" else "worker"
     return settings.model_copy(update={unread: None})
 
 
-def config_json(pipeline: Pipeline, reader: Reader, model: ModelChoice = "spec") -> str:
+def config_json(pipeline: Pipeline, reader: Reader, model: api.ModelSpec | None = None) -> str:
     return program_settings(pipeline, reader, model).model_dump_json(indent=2)
 
 
-def config_hash(pipeline: Pipeline, reader: Reader, model: ModelChoice = "spec") -> str:
+def config_hash(pipeline: Pipeline, reader: Reader, model: api.ModelSpec | None = None) -> str:
     """The hash of a program's settings file: names its ConfigMap and goes on its pod
     template, so a change of what it reads rolls its pods."""
     return hashlib.sha256(config_json(pipeline, reader, model).encode()).hexdigest()[:16]
 
 
-def config_map_name(pipeline: Pipeline, reader: Reader, model: ModelChoice = "spec") -> str:
+def config_map_name(pipeline: Pipeline, reader: Reader, model: api.ModelSpec | None = None) -> str:
     return naming.config_map(pipeline.name, reader, config_hash(pipeline, reader, model))
 
 
 def desired_config_map(
-    pipeline: Pipeline, reader: Reader, model: ModelChoice = "spec"
+    pipeline: Pipeline, reader: Reader, model: api.ModelSpec | None = None
 ) -> dict[str, Any]:
     return {
         "apiVersion": "v1",

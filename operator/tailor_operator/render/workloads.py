@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 from tailor_operator import api, naming
-from tailor_operator.render.config import ModelChoice, Reader, config_hash, config_map_name
+from tailor_operator.render.config import Reader, config_hash, config_map_name
+from tailor_operator.render.served import Served
 from tailor_operator.resource import Pipeline
-from tailor_operator.rollout import Served
 from tailor_pipeline.settings import (
     CONFIG_ENV,
     CONFIG_KEY,
@@ -103,31 +104,58 @@ def _probe(path: str, port: str, period: int, failures: int) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class _Identity:
+    """Who a Deployment's pods are: its name, labels and pod selector, the settings file
+    they mount (with the model it names, for a scorer), and how many (None: the HPA's)."""
+
+    name: str
+    labels: dict[str, str]
+    selector: dict[str, str]
+    reader: Reader
+    replicas: int | None
+    model: api.ModelSpec | None = None
+
+
+def _own_identity(pipeline: Pipeline, component: naming.Workload) -> _Identity:
+    """A workload's own Deployment: named, labelled and scaled as the spec says."""
+    workload = _workload(pipeline, component)
+    replicas: int | None = workload.replicas
+    if pipeline.spec.suspend:
+        replicas = 0
+    elif _autoscaled(pipeline, component):
+        # With an HPA the operator leaves replicas alone, so it and the HPA (and a GitOps
+        # tool diffing the spec) never fight over the field.
+        replicas = None
+    return _Identity(
+        naming.workload(pipeline.name, component),
+        naming.labels(pipeline.name, component),
+        naming.selector(pipeline.name, component),
+        component,
+        replicas,
+    )
+
+
 def _deployment(
     pipeline: Pipeline,
     component: naming.Workload,
+    identity: _Identity,
     image: str,
     args: list[str],
     port: int,
     strategy: dict[str, Any],
-    model: ModelChoice = "spec",
     container_extra: dict[str, Any] | None = None,
-    reader: Reader | None = None,
 ) -> dict[str, Any]:
-    """``reader``: whose settings file the pods mount (default: the component's own)."""
     workload = _workload(pipeline, component)
-    reader = reader or ("stream-worker" if component == "stream-worker" else "scorer")
+    reader, model = identity.reader, identity.model
     volumes, mounts = _volumes(pipeline, config_map_name(pipeline, reader, model))
     spec: dict[str, Any] = {
-        "selector": {"matchLabels": naming.selector(pipeline.name, component)},
+        "selector": {"matchLabels": identity.selector},
         "strategy": {"type": "RollingUpdate", "rollingUpdate": strategy},
         "revisionHistoryLimit": 5,
         "template": {
             "metadata": {
-                "labels": {
-                    **_workload(pipeline, component).pod_labels,
-                    **naming.labels(pipeline.name, component),
-                },
+                "labels": {**workload.pod_labels, **identity.labels},
                 "annotations": {
                     naming.CONFIG_HASH_ANNOTATION: config_hash(pipeline, reader, model)
                 },
@@ -169,27 +197,21 @@ def _deployment(
             },
         },
     }
-    if pipeline.spec.suspend:
-        spec["replicas"] = 0
-    elif not _autoscaled(pipeline, component):
-        # With an HPA the operator leaves replicas alone, so it and the HPA (and a GitOps
-        # tool diffing the spec) never fight over the field.
-        spec["replicas"] = workload.replicas
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {
-            "name": naming.workload(pipeline.name, component),
-            "labels": naming.labels(pipeline.name, component),
-        },
-        "spec": spec,
-    }
+    if identity.replicas is not None:
+        spec["replicas"] = identity.replicas
+    metadata: dict[str, Any] = {"name": identity.name, "labels": identity.labels}
+    if model is not None:
+        # On the Deployment, not its pods (no roll): with a finished rollout of the current
+        # generation it says which model every pod serves (rollout.Observed).
+        metadata["annotations"] = {naming.MODEL_VERSION_ANNOTATION: model.version}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata, "spec": spec}
 
 
 def desired_stream_worker(pipeline: Pipeline, images: Images) -> dict[str, Any]:
     return _deployment(
         pipeline,
         "stream-worker",
+        _own_identity(pipeline, "stream-worker"),
         images.stream_worker,
         ["tailor-stream-worker"],
         WORKER_HTTP_PORT,
@@ -207,50 +229,49 @@ SCORER_STARTUP_SECONDS = 600
 SCORER_DRAIN_SECONDS = 5
 
 
-def _scorer(
-    pipeline: Pipeline, images: Images, model: ModelChoice, reader: Reader = "scorer"
-) -> dict[str, Any]:
+def _scorer(pipeline: Pipeline, images: Images, identity: _Identity) -> dict[str, Any]:
     startup = _probe("/healthz", "http", 2, SCORER_STARTUP_SECONDS // 2)
     return _deployment(
         pipeline,
         "scorer",
+        identity,
         images.scorer,
         ["tailor-scorer"],
         pipeline.spec.scorer.port,
         # Decisions must keep flowing during a model rollout: never fewer ready scorers.
         {"maxSurge": 1, "maxUnavailable": 0},
-        model,
         {
             "startupProbe": startup,
             # The kubelet's own sleep action: no shell or sleep binary needed in the image.
             "lifecycle": {"preStop": {"sleep": {"seconds": SCORER_DRAIN_SECONDS}}},
         },
-        reader,
     )
 
 
 def desired_scorer(pipeline: Pipeline, images: Images, served: Served) -> dict[str, Any]:
-    return _scorer(pipeline, images, served.stable)
+    identity = dataclasses.replace(_own_identity(pipeline, "scorer"), model=served.stable)
+    return _scorer(pipeline, images, identity)
 
 
 def desired_scorer_canary(
     pipeline: Pipeline, images: Images, served: Served
 ) -> dict[str, Any] | None:
-    """The canary scorers: the stable scorers' pod template with the canary's model and
-    their own component label. The Service selects both tracks by app name, so canary pods
-    take a share of requests in proportion to their replicas; the stable Deployment, its
-    PDB and its HPA select by component and never count them. None: no canary must exist."""
+    """The canary scorers: the stable scorers' pods with the canary's model and their own
+    component label. The Service selects both tracks by app name, so canary pods take a
+    share of requests in proportion to their replicas; the stable Deployment, its PDB and
+    its HPA select by component and never count them. None: no canary must exist."""
     if served.canary is None:
         return None
-    manifest = _scorer(pipeline, images, served.canary, "scorer-canary")
-    labels = naming.canary_labels(pipeline.name)
-    manifest["metadata"]["name"] = naming.scorer_canary(pipeline.name)
-    manifest["metadata"]["labels"].update(labels)
-    spec = manifest["spec"]
-    spec["selector"]["matchLabels"] = naming.canary_selector(pipeline.name)
-    spec["template"]["metadata"]["labels"].update(labels)
-    spec["replicas"] = 0 if pipeline.spec.suspend else pipeline.spec.scorer.rollout.canary.replicas
-    return manifest
+    replicas = 0 if pipeline.spec.suspend else pipeline.spec.scorer.rollout.canary.replicas
+    identity = _Identity(
+        naming.scorer_canary(pipeline.name),
+        naming.canary_labels(pipeline.name),
+        naming.canary_selector(pipeline.name),
+        "scorer-canary",
+        replicas,
+        served.canary,
+    )
+    return _scorer(pipeline, images, identity)
 
 
 def desired_scorer_service(pipeline: Pipeline) -> dict[str, Any]:
