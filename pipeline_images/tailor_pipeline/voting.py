@@ -29,51 +29,6 @@ _SCORE, _LARGEST, _STATE = 0, 1, 2
 _FREE, _BLOCKED, _ALLOWED = -1.0, -2.0, -3.0
 
 
-@njit(cache=False, nogil=True)  # type: ignore[untyped-decorator]
-def _sift_down(heap: Any, i: int) -> None:
-    n = len(heap)
-    while True:
-        smallest = i
-        left, right = 2 * i + 1, 2 * i + 2
-        if left < n and heap[left] < heap[smallest]:
-            smallest = left
-        if right < n and heap[right] < heap[smallest]:
-            smallest = right
-        if smallest == i:
-            return
-        heap[i], heap[smallest] = heap[smallest], heap[i]
-        i = smallest
-
-
-@njit(cache=False, nogil=True)  # type: ignore[untyped-decorator]
-def _heapify(heap: Any) -> None:
-    for i in range(len(heap) // 2 - 1, -1, -1):
-        _sift_down(heap, i)
-
-
-@njit(inline="always")  # type: ignore[untyped-decorator]
-def _vote(
-    scratch: Any, touched: Any, n: int, usable: float, slot: int, amount: float, vote: int
-) -> int:
-    """Count one vote; how many slots are touched now."""
-    if not amount > 0.0:
-        return n
-    record = scratch[slot]
-    state = record[_STATE]
-    if state == usable:
-        touched[n] = slot
-        record[_SCORE] = amount
-        record[_LARGEST] = amount
-        record[_STATE] = vote
-        return n + 1
-    if state >= 0.0:
-        record[_SCORE] += amount
-        if amount > record[_LARGEST]:
-            record[_LARGEST] = amount
-            record[_STATE] = vote
-    return n
-
-
 def _array(dtype: Any, dims: int = 1, readonly: bool = False) -> Any:
     return types.Array(dtype, dims, "C", readonly=readonly)
 
@@ -136,19 +91,40 @@ def _tally(
     width = neighbours.shape[1]
     row = width + 1 if width > 0 else 1
     # Casting order: each seed's revisit, then its neighbours up to the row's first -1;
-    # then the listed items.
-    for seed in range(len(rows)):
-        r = rows[seed]
-        w = seed_weight[seed]
-        n = _vote(scratch, touched, n, usable, seed_slots[seed], revisit_weight * w, seed * row)
-        if r >= 0 and width > 0:
-            for j in range(row_length[r]):
-                amount = w * np.float64(weights[r, j])
-                n = _vote(scratch, touched, n, usable, neighbours[r, j], amount, seed * row + 1 + j)
+    # then the listed items. One loop over the casting places, the vote counted in one
+    # place: a helper function taking the scratch array costs a reference count
+    # increment and decrement (atomic) per vote, which made voting 5 times slower.
     start = len(rows) * row
-    for p in range(len(listed_slots)):
-        n = _vote(scratch, touched, n, usable, listed_slots[p], listed_amounts[p], start + p)
-    # The category boost, then the k-th best score: a min-heap of the k best so far.
+    for vote in range(start + len(listed_slots)):
+        if vote < start:
+            seed, column = divmod(vote, row)
+            if column == 0:
+                slot = seed_slots[seed]
+                amount = revisit_weight * seed_weight[seed]
+            else:
+                r = rows[seed]
+                if r < 0 or column > row_length[r]:
+                    continue
+                slot = np.int64(neighbours[r, column - 1])
+                amount = seed_weight[seed] * np.float64(weights[r, column - 1])
+        else:
+            slot = listed_slots[vote - start]
+            amount = listed_amounts[vote - start]
+        if not amount > 0.0:
+            continue
+        state = scratch[slot, _STATE]
+        if state == usable:
+            touched[n] = slot
+            scratch[slot, _SCORE] = amount
+            scratch[slot, _LARGEST] = amount
+            scratch[slot, _STATE] = vote
+            n += 1
+        elif state >= 0.0:
+            scratch[slot, _SCORE] += amount
+            if amount > scratch[slot, _LARGEST]:
+                scratch[slot, _LARGEST] = amount
+                scratch[slot, _STATE] = vote
+    # The category boost, then the k-th best score.
     scores = np.empty(n)
     for t in range(n):
         slot = touched[t]
@@ -160,13 +136,18 @@ def _tally(
         scores[t] = score
     threshold = -np.inf
     if n > k:
-        heap = scores[:k].copy()
-        _heapify(heap)
+        # The k best so far, ascending, kept sorted by insertion (k is small); no helper
+        # functions, for the reason above.
+        kept = np.sort(scores[:k])
         for t in range(k, n):
-            if scores[t] > heap[0]:
-                heap[0] = scores[t]
-                _sift_down(heap, 0)
-        threshold = heap[0]
+            score = scores[t]
+            if score > kept[0]:
+                at = 0
+                while at + 1 < k and kept[at + 1] < score:
+                    kept[at] = kept[at + 1]
+                    at += 1
+                kept[at] = score
+        threshold = kept[0]
     # Every item at or above the k-th best score (k of them, or more when scores tie
     # there), best first.
     m = 0
