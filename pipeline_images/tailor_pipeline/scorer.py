@@ -470,13 +470,15 @@ class Scorer:
         request_id = _request_id()
         elapsed = time.perf_counter() - started
         DECISION_SECONDS.observe(elapsed)
+        # One tuple for the log and the answer: a ShownItem encodes as the answer's item.
+        items = tuple(contract.ShownItem(i, s, r) for i, s, r in shown)
         self._log(
             contract.Decision(
                 request_id=request_id,
                 user_id=request.user_id,
                 ts=int(now_ms),
                 model_version=self.model_version,
-                items=tuple(contract.ShownItem(i, s, r) for i, s, r in shown),
+                items=items,
                 latency_ms=round(elapsed * 1000.0, 3),
                 context=request.context,
                 profile_age_ms=profile_age_ms,
@@ -486,7 +488,7 @@ class Scorer:
             "request_id": request_id,
             "user_id": request.user_id,
             "model_version": self.model_version,
-            "items": [{"item_id": i, "score": s, "reason": r} for i, s, r in shown],
+            "items": items,
             "ts": int(now_ms),
             "profile_age_ms": profile_age_ms,
         }

@@ -231,10 +231,10 @@ def test_the_scorer_honours_fallback_and_purchase_settings(trained):
 
     trending_first = scorer_with(trained, fallback="trending")
     cold = trending_first.decide(DecideRequest(user_id="nobody", k=2))
-    assert cold["items"][0]["item_id"] == "h2"
+    assert cold["items"][0].item_id == "h2"
     assert cold["profile_age_ms"] is None
     popular_first = scorer_with(trained, fallback="popular")
-    assert {i["reason"] for i in popular_first.decide(DecideRequest("nobody", k=2))["items"]} == {
+    assert {i.reason for i in popular_first.decide(DecideRequest("nobody", k=2))["items"]} == {
         "popular"
     }
 
@@ -246,7 +246,7 @@ def test_the_scorer_honours_fallback_and_purchase_settings(trained):
         scorer = scorer_with(trained, exclude_seen=keep)
         scorer.table.profiles["b"] = profile_codec.encode_profile(profile)
         answer = scorer.decide(DecideRequest("b", k=5))
-        assert ("s1" not in [i["item_id"] for i in answer["items"]]) is excluded
+        assert ("s1" not in [i.item_id for i in answer["items"]]) is excluded
         # What a caller needs to tell whether a given click is in the profile used.
         assert answer["ts"] - answer["profile_age_ms"] == T0 - 1000
 
