@@ -71,13 +71,12 @@ def observe(
 
 @dataclass
 class Transition:
-    """A reconcile's rollout decision: the model status to write, its Events, what the
-    scorer Deployments are to serve, and the canary verdict if one was judged."""
+    """A reconcile's rollout decision: the model status to write, its Events, and what the
+    scorer Deployments are to serve."""
 
     status: api.ModelStatus | None
     events: list[Event]
     served: Served
-    verdict: analysis.Verdict | None = None
 
 
 def transition(
@@ -91,7 +90,7 @@ def transition(
         pipeline, previous, evidence, observed.canary_failing, observed.stable_message, now
     )
     status = settle(pipeline, taken.status, observed, now)
-    return Transition(status, taken.events, served(pipeline, status), taken.verdict)
+    return Transition(status, taken.events, served(pipeline, status))
 
 
 def settle(
