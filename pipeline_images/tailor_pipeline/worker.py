@@ -10,6 +10,13 @@ Partition ``p`` of the events topic writes its profiles to partition ``p % n`` o
 profiles topic (``n`` = its partition count, equal to the events' by default) and its
 trending state under key ``"p"``; restore reads the same places.
 
+A transaction is finished (offsets sent, committed) on a thread of its own while the main
+thread goes on reading and folding the next events into memory: the broker's round trips
+for one transaction were a third of a drain's time (measured in process), with the worker's
+core idle. Nothing is produced while a transaction is being finished: profiles, trending and
+dead letters of the next one are written when it begins, so they still commit together
+with their offsets or not at all.
+
 Group membership is cooperative-sticky: a rebalance only moves the partitions that change
 owner while the rest keep flowing. Membership is dynamic on purpose: with static membership
 keyed by the pod name, a worker stopped by a Deployment rollout (whose pods get new names)
@@ -25,6 +32,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +49,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from tailor_pipeline import events, heap, profile_codec
 from tailor_pipeline.consuming import next_batch
-from tailor_pipeline.dead_letter import DEFAULT_MAX_MESSAGE_BYTES, dead_letter
+from tailor_pipeline.dead_letter import DEFAULT_MAX_MESSAGE_BYTES, DeadLetter, dead_letter
 from tailor_pipeline.features import Profile, Trending, update_profile, update_trending
 from tailor_pipeline.settings import FeatureSettings, PipelineSettings
 
@@ -73,6 +81,7 @@ PARTITIONS = Gauge("tailor_worker_partitions", "Events partitions assigned to th
 RESTORE_TIMEOUT_S = 300.0
 KAFKA_TIMEOUT_S = 30.0
 CONSUME_BATCH = 1000
+FINISHING_BATCH_S = 0.002
 
 
 class WorkerFailed(Exception):
@@ -184,8 +193,12 @@ class StreamWorker:
         self._topics = settings.topics
         self._max_message_bytes = int(kafka.get("message.max.bytes", DEFAULT_MAX_MESSAGE_BYTES))
         self._parts: dict[int, PartitionState] = {}
+        # Events folded in since the last transaction began, and their dead letters.
         self._pending = 0
+        self._dead_letters: list[DeadLetter] = []
         self._txn_started = time.monotonic()
+        self._finisher = ThreadPoolExecutor(1, thread_name_prefix="transaction")
+        self._finishing: Future[None] | None = None
         self._rewind_needed = False
         self._assigned_once = False
         self._restoring = False
@@ -218,12 +231,21 @@ class StreamWorker:
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
-        self._begin()
         interval = self.settings.worker_settings().transaction_interval_ms / 1000.0
         max_events = self.settings.worker_settings().transaction_max_events
         try:
             while not should_stop():
-                batch = next_batch(self._consumer, CONSUME_BATCH, 0.05)
+                self._reap(wait=self._pending >= 2 * max_events)
+                if self._finishing is None:
+                    batch = next_batch(self._consumer, CONSUME_BATCH, 0.05)
+                else:
+                    # Fold what arrives while a transaction finishes, so the next one can
+                    # begin the moment it is done; gathered for a few ms, not a wake-up per
+                    # event (55-60 against 52-54 ms of CPU per 1,000 events at 5,000/s).
+                    batch = self._consumer.consume(CONSUME_BATCH, FINISHING_BATCH_S)
+                caught_up = len(batch) < CONSUME_BATCH
+                # A transaction failed, or partitions were lost during the poll: what was
+                # read is replayed after the rewind.
                 if self._rewind_needed:
                     self._rewind()
                     continue
@@ -232,19 +254,19 @@ class StreamWorker:
                     # Counted per batch: a labelled counter per event cost a tenth of the
                     # worker's time (profiled draining a backlog).
                     PROCESSED.inc(sum(self._process(m, now, features) for m in batch))
-                if commit_due(
+                if self._finishing is None and commit_due(
                     self._pending,
-                    caught_up=len(batch) < CONSUME_BATCH,
+                    caught_up=caught_up,
                     elapsed_s=time.monotonic() - self._txn_started,
                     interval_s=interval,
                     max_events=max_events,
                 ):
-                    self._commit()
-            if self._pending:
-                self._commit()
+                    self._begin_commit()
+            self._commit_now()
             _log.info("Stopping: committed, leaving the group")
         finally:
             self._consumer.close()
+            self._finisher.shutdown()
 
     def _process(self, message: Message, now: int, features: FeatureSettings) -> bool:
         """Fold one record in (or dead-letter it); whether it was folded in."""
@@ -262,27 +284,32 @@ class StreamWorker:
         assert offset is not None
         rejected = fold_record(state, message.value(), features, now)
         if rejected is not None:
-            self._dead_letter(message, rejected, (self._topics.events, partition, offset))
+            self._dead_letters.append(self._dead_letter(message, rejected, partition, offset))
         state.next_offset = offset + 1
         self._pending += 1
         return rejected is None
 
     def _dead_letter(
-        self, message: Message, rejected: events.Rejected, source: tuple[str, int, int]
-    ) -> None:
+        self, message: Message, rejected: events.Rejected, partition: int, offset: int
+    ) -> DeadLetter:
         raw_key = message.key()
         key = raw_key.encode() if isinstance(raw_key, str) else raw_key
-        copy = dead_letter(key, message.value(), rejected, source, self._max_message_bytes)
-        try:
-            self._produce(self._topics.dead_letter, copy.key, copy.value, None, copy.headers)
-        except KafkaException as exc:
-            # The dead-letter topic's own max.message.bytes may be smaller than the
-            # producer's: the headers alone still say what was lost and where it is.
-            _log.error("Dead letter refused (%s); writing its headers only", exc.args[0])
-            headers = [*copy.headers, ("tailor.truncated", b"true")]
-            self._produce(self._topics.dead_letter, None, None, None, headers)
+        source = (self._topics.events, partition, offset)
         DEAD_LETTERS.labels(rejected.reason).inc()
         EVENTS.labels("dead_letter").inc()
+        return dead_letter(key, message.value(), rejected, source, self._max_message_bytes)
+
+    def _write_dead_letters(self) -> None:
+        for copy in self._dead_letters:
+            try:
+                self._produce(self._topics.dead_letter, copy.key, copy.value, None, copy.headers)
+            except KafkaException as exc:
+                # The dead-letter topic's own max.message.bytes may be smaller than the
+                # producer's: the headers alone still say what was lost and where it is.
+                _log.error("Dead letter refused (%s); writing its headers only", exc.args[0])
+                headers = [*copy.headers, ("tailor.truncated", b"true")]
+                self._produce(self._topics.dead_letter, None, None, None, headers)
+        self._dead_letters.clear()
 
     def _produce(
         self,
@@ -306,37 +333,63 @@ class StreamWorker:
 
     # --- transactions -------------------------------------------------------------------
 
-    def _begin(self) -> None:
+    def _begin_commit(self) -> None:
+        """Begin a transaction with everything folded in since the last one (state, dead
+        letters, offsets) and leave it to finish on the finisher's thread."""
         self._producer.begin_transaction()
+        events_in_txn, self._pending = self._pending, 0
         self._txn_started = time.monotonic()
-        self._pending = 0
-
-    def _commit(self) -> bool:
-        """Write the batch's state and offsets and commit; on failure replay from Kafka."""
-        started = time.monotonic()
-        events_in_txn = self._pending
         try:
             self._write_state()
-            offsets = [
-                TopicPartition(self._topics.events, p, s.next_offset)
-                for p, s in self._parts.items()
-                if s.next_offset is not None
-            ]
-            if offsets:
-                self._producer.send_offsets_to_transaction(
-                    offsets, self._consumer.consumer_group_metadata(), KAFKA_TIMEOUT_S
-                )
-            self._commit_with_retries()
+            self._write_dead_letters()
         except KafkaException as exc:
             self._abort(exc)
-            return False
+            return
+        offsets = [
+            TopicPartition(self._topics.events, p, s.next_offset)
+            for p, s in self._parts.items()
+            if s.next_offset is not None
+        ]
+        group = self._consumer.consumer_group_metadata()
+        self._finishing = self._finisher.submit(
+            self._finish, offsets, group, events_in_txn, self._txn_started
+        )
+
+    def _finish(
+        self, offsets: list[TopicPartition], group: object, events_in_txn: int, started: float
+    ) -> None:
+        """Send the offsets and commit, on the finisher's thread (the client releases the
+        GIL while it waits for the broker)."""
+        if offsets:
+            self._producer.send_offsets_to_transaction(offsets, group, KAFKA_TIMEOUT_S)
+        self._commit_with_retries()
         TXN_SECONDS.observe(time.monotonic() - started)
         TXN_EVENTS.observe(events_in_txn)
+
+    def _reap(self, wait: bool) -> None:
+        """Take the result of the transaction being finished, if it is done (or ``wait``
+        for it); a failed one is aborted and everything since replays from Kafka."""
+        finishing = self._finishing
+        if finishing is None or not (wait or finishing.done()):
+            return
+        self._finishing = None
+        try:
+            finishing.result()
+        except KafkaException as exc:
+            self._abort(exc)
+            return
         PROFILES.set(sum(len(s.profiles) for s in self._parts.values()))
         # The profiles just written live on: keep them out of every full collection.
         heap.settle()
-        self._begin()
-        return True
+
+    def _commit_now(self) -> None:
+        """Commit everything folded in so far and wait for it (stopping, or partitions
+        about to be revoked). Nothing commits after a failed transaction until the
+        rewind: memory then holds events whose writes were aborted."""
+        self._reap(wait=True)
+        if self._pending and not self._rewind_needed:
+            self._begin_commit()
+            self._reap(wait=True)
 
     def _commit_with_retries(self) -> None:
         while True:
@@ -382,11 +435,12 @@ class StreamWorker:
                 raise WorkerFailed(self._fatal) from abort_exc
             raise
         self._rewind_needed = True
-        self._begin()
 
     def _rewind(self) -> None:
         """After an abort: state and positions back to what Kafka has committed."""
         self._rewind_needed = False
+        self._pending = 0
+        self._dead_letters.clear()
         owned = [TopicPartition(self._topics.events, p) for p in self._parts]
         if not owned:
             return
@@ -424,24 +478,21 @@ class StreamWorker:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Commit what was done for them while we still own them; a failure here replays.
-        if self._pending:
-            self._commit()
+        self._commit_now()
         self._drop(partitions)
         _log.info("Revoked partitions %s", sorted(tp.partition for tp in partitions))
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Someone else may own them already: nothing of this transaction may commit.
+        # Someone else may own them already: nothing more may commit for them. A
+        # transaction being finished fails if they were lost before it committed (its
+        # group metadata is fenced) and is then aborted; no other is open.
         _log.warning("Lost partitions %s", sorted(tp.partition for tp in partitions))
-        try:
-            self._producer.abort_transaction(KAFKA_TIMEOUT_S)
-            ABORTS.inc()
-        except KafkaException as exc:
-            if exc.args[0].fatal():
-                self._fatal = f"fatal Kafka error: {exc.args[0]}"
-                raise WorkerFailed(self._fatal) from exc
+        self._reap(wait=True)
         self._drop(partitions)
+        # What was folded in since (dead letters of the lost partitions among it) is not
+        # ours to commit as it is: the partitions kept replay from Kafka too, as after an
+        # abort. Rare: a session timeout.
         self._rewind_needed = True
-        self._begin()
 
     def _drop(self, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
