@@ -177,12 +177,13 @@ def _start_cluster(
         )
         # After the Service's own apply of the namespace, which would drop the pin.
         node.pin_namespace(NAMESPACE)
+        images = {
+            "TAILOR_STREAM_WORKER_IMAGE": node.images.stream_worker,
+            "TAILOR_SCORER_IMAGE": node.images.scorer,
+        }
     else:
         _kubectl(kubectl, "create", "namespace", NAMESPACE)
-    images = {}
-    if node is not None:
-        images["TAILOR_STREAM_WORKER_IMAGE"] = node.images.stream_worker
-        images["TAILOR_SCORER_IMAGE"] = node.images.scorer
+        images = {}
     operator = start_operator(
         control_plane.kubeconfig,
         work / "logs",
@@ -217,7 +218,8 @@ def _apply_pipeline(cluster: _Cluster, work: Path) -> _Pipeline:
         uri = cluster.model_uri(path)
         return {"name": "item-knn", "version": version, "uri": uri, "sha256": digest}
 
-    # The update is the retrain a store runs daily: the first day gave v1, both give v2.
+    # The update is the retrain a store runs daily: the older half of the history (about
+    # its first day) gave v1, all of it gives v2.
     model_v1 = model("2026-11-v1", history[: len(history) // 2])
     model_v2 = model("2026-11-v2", history)
     manifest = yaml.safe_load((REPO_ROOT / "examples" / "01-minimal.yaml").read_text())

@@ -219,9 +219,11 @@ class Tally:
         """Keep the entries ``keep`` says; a forgotten decision's credit stays counted."""
         pending = 0
         for user in list(self._shown.keys() | self._clicks.keys()):
-            shown = [entry for entry in self._shown.get(user, ()) if keep(user, entry)]
+            shown = []
             for entry in self._shown.get(user, ()):
-                if entry.clicked and not keep(user, entry):
+                if keep(user, entry):
+                    shown.append(entry)
+                elif entry.clicked:
                     entry.clicked = False  # counted for good: a later join must not undo it
             clicks = [entry for entry in self._clicks.get(user, ()) if keep(user, entry)]
             for click in clicks:
