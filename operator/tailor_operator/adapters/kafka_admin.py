@@ -81,12 +81,70 @@ def _wait(futures: Mapping[Any, Future[Any]], what: str) -> list[str]:
     return failures
 
 
+class _GroupedCreates:
+    """Topic creations of concurrent reconciles, sent together in one CreateTopics request.
+
+    Each request costs the controller a metadata commit of its own: 50 pipelines creating
+    their 5 topics in 50 requests took 1.6-1.8 s to the last one on the local broker, the
+    same 250 topics in one request 0.05-0.09 s. So while one request is out, the topics
+    asked for meanwhile wait and go out together in the next, sent by whichever of their
+    callers gets there first; each caller returns once its own topics are answered. A
+    topic asked for twice while waiting is created once, and both callers get its answer.
+    """
+
+    def __init__(self) -> None:
+        self._turn = threading.Condition()
+        self._waiting: dict[str, tuple[NewTopic, Future[None]]] = {}
+        self._sending = False
+
+    def create(self, admin: AdminClient, topics: list[NewTopic]) -> dict[str, Future[None]]:
+        with self._turn:
+            mine = {}
+            for topic in topics:
+                if topic.topic not in self._waiting:
+                    self._waiting[topic.topic] = (topic, Future())
+                mine[topic.topic] = self._waiting[topic.topic][1]
+            # Not all answered and nobody sending: ours are among the waiting ones (a
+            # request answers every topic it carried before it ends).
+            while not all(future.done() for future in mine.values()):
+                if self._sending:
+                    self._turn.wait()
+                    continue
+                batch, self._waiting, self._sending = self._waiting, {}, True
+                self._turn.release()
+                try:
+                    _send_creates(admin, batch)
+                finally:
+                    self._turn.acquire()
+                    self._sending = False
+                    self._turn.notify_all()
+        return mine
+
+
+def _send_creates(admin: AdminClient, batch: Mapping[str, tuple[NewTopic, Future[None]]]) -> None:
+    """One CreateTopics request for ``batch``; answers every one of its futures."""
+    try:
+        answers = admin.create_topics([t for t, _ in batch.values()], request_timeout=TIMEOUT_S)
+    except Exception as exc:
+        for _, future in batch.values():
+            future.set_exception(exc)
+        return
+    for name, (_, future) in batch.items():
+        try:
+            answers[name].result(timeout=TIMEOUT_S)
+        except Exception as exc:
+            future.set_exception(exc)
+        else:
+            future.set_result(None)
+
+
 class KafkaAdmin:
     """One admin connection to one Kafka cluster."""
 
     def __init__(self, config: Mapping[str, str]) -> None:
         self._config = dict(config)
         self._admin = self._connect()
+        self._creates = _GroupedCreates()
 
     def _connect(self) -> AdminClient:
         return AdminClient(
@@ -172,12 +230,11 @@ class KafkaAdmin:
         except KafkaUnavailable as exc:
             raise self._reconnect_after(exc) from exc.__cause__
 
-    @staticmethod
-    def _execute(admin: AdminClient, plan: TopicPlan) -> list[str]:
+    def _execute(self, admin: AdminClient, plan: TopicPlan) -> list[str]:
         failures: list[str] = []
         if plan.create:
             new = [_new_topic(t) for t in plan.create]
-            failures += _wait(admin.create_topics(new, request_timeout=TIMEOUT_S), "create")
+            failures += _wait(self._creates.create(admin, new), "create")
         if plan.add_partitions:
             grow = [NewPartitions(name, total) for name, total in plan.add_partitions.items()]
             futures = admin.create_partitions(grow, request_timeout=TIMEOUT_S)
