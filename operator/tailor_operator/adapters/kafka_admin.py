@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Future
 from typing import Any
@@ -129,9 +130,12 @@ def _send_creates(admin: AdminClient, batch: Mapping[str, tuple[NewTopic, Future
         for _, future in batch.values():
             future.set_exception(exc)
         return
+    # One deadline for the request: a broker that does not answer costs TIMEOUT_S, not
+    # TIMEOUT_S per topic.
+    deadline = time.monotonic() + TIMEOUT_S
     for name, (_, future) in batch.items():
         try:
-            answers[name].result(timeout=TIMEOUT_S)
+            answers[name].result(timeout=max(0.0, deadline - time.monotonic()))
         except Exception as exc:
             future.set_exception(exc)
         else:
