@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -35,13 +35,20 @@ def apply_children(
     deps: Dependencies,
     events: list[Event],
     created: list[str],
+    present: Collection[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Apply or delete every child; returns the stored objects by child key and adds the
-    ones it created to ``created``."""
+    ones it created to ``created``. ``present``: the children known to exist (None:
+    unknown); one that must not exist is looked up only if it is among them."""
     stored: dict[str, dict[str, Any]] = {}
     deleted: list[str] = []
     for child in children:
         if child.manifest is None:
+            # Each lookup is a request, every reconcile, for what is almost always absent
+            # (an HPA of a pipeline without autoscaling). One the watch has not shown yet
+            # (just after the operator started) is deleted by the next resync.
+            if present is not None and child.key not in present:
+                continue
             if deps.kube.delete_if_owned(pipeline, child):
                 deleted.append(child.key)
             continue

@@ -111,6 +111,12 @@ class PipelineState:
             child in applied and marker != applied[child] for child, marker in self.seen.items()
         )
 
+    def present(self) -> frozenset[ChildKey]:
+        """Children that exist as far as this operator knows: what the watches last showed,
+        and what our last apply left (its watch events may still be on their way)."""
+        shown = {child for child, marker in self.seen.items() if marker is not None}
+        return frozenset(shown | set(self.applied or ()))
+
     def child_deleted(self, child: ChildKey) -> bool:
         """A child is gone: must the pipeline be reconciled? Not for one our last apply
         did not leave (an old version of the settings that we deleted ourselves)."""

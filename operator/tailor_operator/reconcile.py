@@ -10,7 +10,7 @@ concern: rollout.py, render/, kafka_topics.py, children.py, availability.py, sta
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -159,10 +159,12 @@ def reconcile(
     deps: Dependencies,
     deployments: Mapping[str, Mapping[str, Any]] | None = None,
     pods: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+    present: Collection[str] | None = None,
 ) -> Outcome:
     """Bring the world to the pipeline's spec once; never raises for expected failures.
     ``deployments``: the pipeline's Deployments as last watched (slim_deployment);
-    ``pods``: the listed pods of each component (slim_pod), for why one is failing."""
+    ``pods``: the listed pods of each component (slim_pod), for why one is failing;
+    ``present``: the children known to exist (PipelineState.present), None: unknown."""
     now, pods = deps.now(), pods or {}
     try:
         pipeline = Pipeline.from_body(body)
@@ -183,7 +185,7 @@ def reconcile(
         # What the schema cannot express (the programs' own settings validation).
         return _stopped(body, Reason.INVALID_SPEC, f"cannot render the pipeline: {exc}", now, True)
     try:
-        run = _apply(pipeline, children, known_events, deps)
+        run = _apply(pipeline, children, known_events, deps, present)
     except ChildRefused as exc:
         return _refused(body, exc, now)
     events = [*move.events, *run.events]
@@ -232,7 +234,11 @@ class _Run:
 
 
 def _apply(
-    pipeline: Pipeline, children: list[Child], known_events: int | None, deps: Dependencies
+    pipeline: Pipeline,
+    children: list[Child],
+    known_events: int | None,
+    deps: Dependencies,
+    present: Collection[str] | None,
 ) -> _Run:
     """Apply the children while the topics are reconciled in a second thread: Kafka and
     the API server share nothing. Raises ChildRefused."""
@@ -240,7 +246,7 @@ def _apply(
     created: list[str] = []
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="topics") as pool:
         topics_future = pool.submit(reconcile_topics, pipeline, deps)
-        stored = apply_children(pipeline, children, deps, events, created)
+        stored = apply_children(pipeline, children, deps, events, created, present)
         topics = topics_future.result()
     if "events" in topics.topics and topics.topics["events"].partitions != known_events:
         recap_worker_hpa(pipeline, topics.topics["events"].partitions, deps, stored)

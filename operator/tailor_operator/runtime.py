@@ -337,7 +337,7 @@ class Runtime:
         started = time.monotonic()
         try:
             outcome = await asyncio.to_thread(
-                reconcile, body, self.deps, state.deployments, state.pods
+                reconcile, body, self.deps, state.deployments, state.pods, state.present()
             )
         except Exception:
             metrics.RECONCILES.labels("error").inc()

@@ -52,6 +52,15 @@ def test_our_own_apply_seen_by_the_watch_is_not_drift() -> None:
     assert state.drifted()
 
 
+def test_present_children_are_what_the_watch_shows_and_what_we_last_applied() -> None:
+    state = applied({SCORER: "g1"})  # applied, its watch event still on its way
+    state.child_changed(SERVICE, "rv7")
+    state.child_changed("HorizontalPodAutoscaler/shop-scorer", "rv2")
+    state.child_deleted("HorizontalPodAutoscaler/shop-scorer")
+    assert state.present() == {SCORER, SERVICE}
+    assert PipelineState().present() == frozenset()
+
+
 def test_a_deleted_child_is_reconciled_unless_we_stopped_applying_it() -> None:
     state = applied({SCORER: "g1", SETTINGS: "rv3"})
     state.deployments[SCORER] = {"metadata": {"name": "shop-scorer"}}
