@@ -10,6 +10,9 @@ on the pipelines records when each one's Ready condition turns True. Prints one 
 "repairs": {...}, "host": {...}}. The floor (``operator_floor.py``), measured first for each
 size with no operator running: the same children and topics made directly by one client,
 waited on for the same readiness; ``ratio_to_floor`` is the operator's p95 over the floor's.
+``api_requests_per_pipeline`` and ``floor_api_requests_per_pipeline``: what the API server
+answered from the burst until the last pipeline was ready, per pipeline (every client's:
+the controllers' and KWOK's alike in both), so the difference is the operator's own.
 "repairs": with
 the largest run's pipelines in place, the scorer Services of 20 of them are deleted one by
 one and each is timed until the operator has recreated it. Each pipeline runs one stream
@@ -35,7 +38,7 @@ from typing import Any
 
 from kubernetes import client, watch
 from measure import cpu_seconds, histogram, percentile, rss_mb, seconds_to_recreate
-from operator_floor import run_floor
+from operator_floor import api_requests, run_floor
 
 from tailor_localenv.kafka import KafkaBroker
 from tailor_localenv.kube import ControlPlane
@@ -127,6 +130,7 @@ def run_size(
 
     reconciles_before, seconds_before = reconcile_stats(metrics_port)
     cpu_before = cpu_seconds(operator_pid)
+    requests_before = api_requests(api)
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(create, [f"p{i:03d}" for i in range(count)]))
@@ -134,6 +138,7 @@ def run_size(
     if len(ready) < count:
         raise SystemExit(f"only {len(ready)}/{count} pipelines became Ready within 600 s")
     total = time.monotonic() - started
+    requests = api_requests(api) - requests_before
     latencies = [ready[n] - applied[n] for n in applied]
     slowest = sorted(applied, key=lambda n: ready[n] - applied[n])[-3:]
     print(f"slowest in {namespace}: {slowest}", file=sys.stderr)
@@ -151,6 +156,8 @@ def run_size(
         "operator_cpu_s": round(cpu_seconds(operator_pid) - cpu_before, 2),
         "reconciles": int(reconciles),
         "reconcile_mean_ms": round(1000 * (seconds - seconds_before) / max(reconciles, 1), 1),
+        # The pipelines' own creates included; beside the floor's, what the operator adds.
+        "api_requests_per_pipeline": round(requests / count, 1),
     }
 
 

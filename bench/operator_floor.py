@@ -61,6 +61,22 @@ def _apply(api: client.ApiClient, namespace: str, child: Child) -> None:
         raise SystemExit(f"floor: applying {child.key} failed: {response.status}")
 
 
+def api_requests(api: client.ApiClient) -> float:
+    """Requests the API server has answered so far, from its own ``apiserver_request_total``
+    (every client's: the controllers and KWOK count too, alike for the floor and the
+    operator; watches are connections, not requests, and are left out)."""
+    _, url, headers, _, _ = api.param_serialize(
+        method="GET", resource_path="/metrics", auth_settings=["BearerToken"]
+    )
+    response = api.call_api("GET", url, header_params=headers)
+    text = response.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("apiserver_request_total{") and 'verb="WATCH"' not in line
+    )
+
+
 class _Deployments:
     """Which Deployments of a namespace are available, with when each first was."""
 
@@ -181,6 +197,7 @@ def run_floor(
             if child.manifest is not None:
                 _apply(api, namespace, child)
 
+    requests_before = api_requests(api)
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=THREADS + 1) as pool:
         topics = pool.submit(_create_topics, admin, pipelines)
@@ -190,6 +207,7 @@ def run_floor(
         raise SystemExit(
             f"floor: only {len(deployments.available)}/{2 * count} Deployments available"
         )
+    requests = api_requests(api) - requests_before
     latencies = [
         max(topics_ready, *(deployments.available[d] for d in workloads[p.name])) - started
         for p in pipelines
@@ -203,4 +221,5 @@ def run_floor(
         "floor_p95_s": round(percentile(latencies, 0.95), 3),
         "floor_topics_s": round(topics_ready - started, 3),
         "floor_total_s": round(time.monotonic() - started, 2),
+        "floor_api_requests_per_pipeline": round(requests / count, 1),
     }
