@@ -235,6 +235,8 @@ class StreamWorker:
         max_events = self.settings.worker_settings().transaction_max_events
         try:
             while not should_stop():
+                # A slow transaction must not let the next one grow without bound: past
+                # twice the size bound, wait for it.
                 self._reap(wait=self._pending >= 2 * max_events)
                 if self._finishing is None:
                     batch = next_batch(self._consumer, CONSUME_BATCH, 0.05)
