@@ -45,8 +45,7 @@ def apply_children(
     for child in children:
         if child.manifest is None:
             # Each lookup is a request, every reconcile, for what is almost always absent
-            # (an HPA of a pipeline without autoscaling). One the watch has not shown yet
-            # (just after the operator started) is deleted by the next resync.
+            # (an HPA of a pipeline without autoscaling).
             if present is not None and child.key not in present:
                 continue
             if deps.kube.delete_if_owned(pipeline, child):

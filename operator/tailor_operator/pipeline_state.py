@@ -34,6 +34,24 @@ def inputs(body: Mapping[str, Any]) -> tuple[Any, ...]:
     )
 
 
+def resource_version(body: Mapping[str, Any]) -> int | None:
+    """The object's resourceVersion as a number, or None when it is not one. Since
+    Kubernetes 1.35 (KEP-5504, "comparable resource versions") the versions of one resource
+    are positive integers without leading zeros, ordered as the writes were; from another
+    API server nothing is concluded, and the caller reads the object again instead."""
+    version = body.get("metadata", {}).get("resourceVersion")
+    if not isinstance(version, str) or not version.isdigit() or version.startswith("0"):
+        return None
+    return int(version)
+
+
+def slim_pipeline(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A pipeline as a run reads it: without managedFields, the bulk of the object, which
+    nothing reads."""
+    meta = {k: v for k, v in body["metadata"].items() if k != "managedFields"}
+    return {**body, "metadata": meta}
+
+
 def slim_deployment(deployment: Mapping[str, Any]) -> dict[str, Any]:
     """What the status is computed from. A whole Deployment with managedFields is tens of
     KB as Python objects; hundreds of pipelines keep one per component."""
@@ -64,6 +82,9 @@ class PipelineState:
     queued: bool | None = None
     # Listed at start or seen by the pipeline watch: the resync triggers it.
     known: bool = False
+    # First seen in a listing (the operator starting), not as created: its children may
+    # exist before their own watches have listed them.
+    listed: bool = False
     # The inputs() the last full reconcile started from.
     reconciled: tuple[Any, ...] | None = None
     # Child -> change marker our last apply left, and the pipeline generation applied.
@@ -77,6 +98,9 @@ class PipelineState:
     pods: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     # Kafka client settings and the topics the last reconcile found, for the topic check.
     topic_watch: tuple[dict[str, str], frozenset[str]] | None = None
+    # The newest pipeline body known: from the watch, or the response to our own status
+    # write. A run starts from it instead of reading the pipeline again; None when unknown.
+    body: dict[str, Any] | None = None
     # Runs in a row that asked for a retry (the backoff grows with it).
     failures: int = 0
     # The wait before the next pod listing: doubles while the Deployments stay as they are.
@@ -111,11 +135,29 @@ class PipelineState:
             child in applied and marker != applied[child] for child, marker in self.seen.items()
         )
 
-    def present(self) -> frozenset[ChildKey]:
+    def present(self) -> frozenset[ChildKey] | None:
         """Children that exist as far as this operator knows: what the watches last showed,
-        and what our last apply left (its watch events may still be on their way)."""
+        and what our last apply left (its watch events may still be on their way). None,
+        unknown, before the first apply to a pipeline that was there when the operator
+        started: its first run may come before the children's watches listed them (a
+        canary to delete after a restart)."""
+        if self.applied is None and self.listed:
+            return None
         shown = {child for child, marker in self.seen.items() if marker is not None}
         return frozenset(shown | set(self.applied or ()))
+
+    def saw(self, body: Mapping[str, Any] | None) -> None:
+        """A newer body, maybe: keep whichever of it and the one held is newer. The watch
+        can deliver an event older than the response to our own status write; a run
+        started from that would work from a status we already replaced (a rollout step
+        taken again). A body whose version cannot be compared is not kept."""
+        version = resource_version(body) if body is not None else None
+        if body is None or version is None:
+            self.body = None
+            return
+        held = resource_version(self.body) if self.body is not None else None
+        if held is None or version >= held:
+            self.body = slim_pipeline(body)
 
     def child_deleted(self, child: ChildKey) -> bool:
         """A child is gone: must the pipeline be reconciled? Not for one our last apply

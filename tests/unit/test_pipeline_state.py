@@ -58,7 +58,15 @@ def test_present_children_are_what_the_watch_shows_and_what_we_last_applied() ->
     state.child_changed("HorizontalPodAutoscaler/shop-scorer", "rv2")
     state.child_deleted("HorizontalPodAutoscaler/shop-scorer")
     assert state.present() == {SCORER, SERVICE}
-    assert PipelineState().present() == frozenset()
+    assert PipelineState().present() == frozenset()  # created after the watches began
+
+
+def test_children_of_a_pipeline_listed_at_start_are_unknown_until_its_first_apply() -> None:
+    state = PipelineState(listed=True)
+    state.child_changed(SERVICE, "rv7")  # the watches may not have listed the rest yet
+    assert state.present() is None
+    state.applied_run({SCORER: "g1"}, [], 1, False)
+    assert state.present() == {SCORER}
 
 
 def test_a_deleted_child_is_reconciled_unless_we_stopped_applying_it() -> None:
@@ -129,3 +137,41 @@ def test_a_slim_deployment_keeps_what_the_status_reads() -> None:
         "spec": {"replicas": 3},
         "status": {"readyReplicas": 2, "observedGeneration": 4},
     }
+
+
+def pipeline(version: str, phase: str) -> dict[str, object]:
+    return {
+        "metadata": {
+            "name": "shop",
+            "resourceVersion": version,
+            "managedFields": [{"manager": "kubectl"}],
+        },
+        "status": {"phase": phase},
+    }
+
+
+def test_a_run_starts_from_the_newest_body_seen_never_an_older_one() -> None:
+    state = PipelineState()
+    state.saw(pipeline("10", "Pending"))
+    # Our status write's response, then the watch's event from before it, late.
+    state.saw(pipeline("12", "Ready"))
+    state.saw(pipeline("11", "Pending"))
+    assert state.body == {
+        "metadata": {"name": "shop", "resourceVersion": "12"},
+        "status": {"phase": "Ready"},
+    }
+    state.saw(pipeline("12", "Ready"))  # the watch catches up
+    state.saw(pipeline("100", "Degraded"))  # longer is newer, not earlier as text
+    assert state.body is not None
+    assert state.body["status"] == {"phase": "Degraded"}
+
+
+def test_a_body_whose_version_is_not_comparable_is_read_again() -> None:
+    state = PipelineState()
+    state.saw(pipeline("10", "Pending"))
+    state.saw(pipeline("0x1f", "Ready"))  # not KEP-5504's form: nothing concluded
+    assert state.body is None
+    state.saw(pipeline("012", "Ready"))
+    assert state.body is None
+    state.saw(None)  # our status write found the pipeline gone
+    assert state.body is None

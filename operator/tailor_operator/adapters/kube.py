@@ -222,8 +222,11 @@ class KubeAdapter:
     def get_pipeline(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._call("GET", self._pipeline_path(namespace, name))
 
-    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        self._call(
+    def patch_status(
+        self, namespace: str, name: str, status: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """The pipeline as written; None when it is gone."""
+        return self._call(
             "PATCH",
             self._pipeline_path(namespace, name) + "/status",
             body={"status": status},
