@@ -7,7 +7,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,11 @@ DEBOUNCE_SECONDS = 0.2
 # are. Listing a few pipelines' pods now and then costs far less than watching every pod of
 # every pipeline (each pod event is work for the operator, and the watch holds memory).
 POD_CHECK_MAX_SECONDS = 60.0
+# Threads for the short requests around runs (a status write, an Event, a pods listing),
+# apart from the pool the reconciles wait in: when hundreds of pipelines are created at
+# once, the status write that says the first one is Ready must not queue behind the
+# reconciles of all the others.
+QUICK_THREADS = 4
 
 
 def backoff(retry: int) -> float:
@@ -69,6 +75,13 @@ class Runtime:
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _resync: asyncio.Task[None] | None = None
     _topic_checker: asyncio.Task[None] | None = None
+    _quick: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(QUICK_THREADS, thread_name_prefix="status")
+    )
+
+    async def _request(self, call: Callable[..., Any], *args: Any) -> Any:
+        """One short API request, in the threads kept for those (QUICK_THREADS)."""
+        return await asyncio.get_running_loop().run_in_executor(self._quick, call, *args)
 
     def _state(self, key: Key) -> PipelineState:
         state = self._pipelines.get(key)
@@ -105,6 +118,7 @@ class Runtime:
         for task in (self._resync, self._topic_checker):
             if task is not None:
                 task.cancel()
+        self._quick.shutdown(wait=False)
 
     async def _watch_topics_forever(self, interval: float) -> None:
         """Kafka has no watch: every ``interval``, one metadata request per cluster (not per
@@ -197,7 +211,7 @@ class Runtime:
 
     async def _list_pods(self, key: Key) -> None:
         try:
-            listed = await asyncio.to_thread(self.deps.kube.list_pods, *key)
+            listed = await self._request(self.deps.kube.list_pods, *key)
         except Exception as exc:  # the API server busy or away: the next check asks again
             _log.warning("Could not list the pods of %s/%s: %s", *key, exc)
             # Keep the last listing (a failing pod must not read as starting); the refresh
@@ -240,7 +254,7 @@ class Runtime:
                 # the newest: one GET fewer per run.
                 body = state.body
                 if body is None:
-                    body = await asyncio.to_thread(self.deps.kube.get_pipeline, *key)
+                    body = await self._request(self.deps.kube.get_pipeline, *key)
                     state.saw(body)
                 if body is None:
                     await self._forget(key, state)
@@ -301,7 +315,7 @@ class Runtime:
         _log.info(
             "Repaired %s/%s: %s", body["metadata"]["namespace"], body["metadata"]["name"], message
         )
-        await asyncio.to_thread(
+        await self._request(
             self.deps.kube.post_event, body, "Normal", "Repaired", message[0].upper() + message[1:]
         )
 
@@ -320,7 +334,7 @@ class Runtime:
         )
 
     async def _patch_status(self, key: Key, state: PipelineState, status: dict[str, Any]) -> None:
-        written = await asyncio.to_thread(self.deps.kube.patch_status, *key, status)
+        written = await self._request(self.deps.kube.patch_status, *key, status)
         # Until the watch shows this write, the response is the newest body there is.
         state.saw(written)
 
@@ -375,7 +389,7 @@ class Runtime:
         if outcome.recreated_topics:
             metrics.REPAIRS.labels("KafkaTopic").inc(len(outcome.recreated_topics))
         for event in outcome.events:
-            await asyncio.to_thread(
+            await self._request(
                 self.deps.kube.post_event, body, event.type, event.reason, event.message
             )
         for operation, count in outcome.topic_operations.items():
