@@ -15,7 +15,7 @@ from tailor_operator.adapters.kube import KubeAdapter
 from tailor_operator.dependencies import Dependencies
 from tailor_operator.kafka_topics import delete_topics
 from tailor_operator.render import Images
-from tailor_operator.runtime import Runtime, backoff
+from tailor_operator.runtime import QUICK_THREADS, Runtime, backoff
 from tailor_operator.settings import OperatorSettings
 
 PIPELINES = (api.GROUP, api.VERSION, api.PLURAL)
@@ -68,7 +68,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.watching.client_timeout = 330
     memo.runtime = Runtime(
         deps=Dependencies(
-            kube=KubeAdapter(_api_client(ours.worker_threads)),
+            # A connection for each reconcile thread and each of the status writes' threads.
+            kube=KubeAdapter(_api_client(ours.worker_threads + QUICK_THREADS)),
             kafka_admin=KafkaAdmins().get,
             images=Images(stream_worker=ours.stream_worker, scorer=ours.scorer),
             settings=ours,
